@@ -1,0 +1,95 @@
+"""Splitting documents into chunks by tokens of the model's own tokenizer.
+
+A chunk never starts or ends inside a whitespace-delimited word. Each chunk keeps its document
+id, title, chunk number, character offsets ``[start, end)`` into the document text, its page
+(PDFs) and its length in tokens. Empty and whitespace-only chunks are dropped and counted.
+"""
+from __future__ import annotations
+
+import bisect
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+DEFAULT_SIZE = 256
+DEFAULT_OVERLAP = 32
+CHUNK_COLUMNS = ["chunk_id", "doc_id", "chunk", "title", "text", "start", "end", "page", "n_tokens", "source"]
+
+
+@dataclasses.dataclass
+class Chunks:
+    """The chunk table (CHUNK_COLUMNS) and how many empty chunks were dropped."""
+
+    table: pd.DataFrame
+    dropped_empty: int = 0
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def passages(self, rows: Sequence[int] | None = None) -> list[str]:
+        """What gets embedded (and reranked) for each chunk, or for the given row positions:
+        ``title + " " + text`` when the document has a title (BEIR/MTEB convention), else the text."""
+        table = self.table if rows is None else self.table.iloc[list(rows)]
+        return [f"{title} {text}" if title else text for title, text in zip(table["title"], table["text"])]
+
+
+def windows(word_starts: np.ndarray, size: int, overlap: int) -> list[tuple[int, int]]:
+    """Token windows ``[s, e)`` of at most ``size`` tokens that start and end on word starts.
+
+    ``word_starts``: (n_tokens,) bool, True where a token begins a word. Consecutive windows share
+    at most ``overlap`` tokens. A single word longer than ``size`` tokens becomes one longer window.
+    """
+    n = len(word_starts)
+    boundaries = np.flatnonzero(word_starts).tolist() + [n]  # allowed cut points
+    out, s = [], 0
+    while s < n:
+        i = bisect.bisect_right(boundaries, s + size) - 1
+        e = boundaries[i] if boundaries[i] > s else boundaries[bisect.bisect_right(boundaries, s)]
+        out.append((s, e))
+        if e >= n:
+            break
+        j = bisect.bisect_left(boundaries, max(e - overlap, s + 1))
+        s = boundaries[j]
+    return out
+
+
+def chunk_documents(documents: pd.DataFrame, tokenizer, size: int | None = DEFAULT_SIZE,
+                    overlap: int = DEFAULT_OVERLAP) -> Chunks:
+    """Documents (corpus.COLUMNS) -> :class:`Chunks`. ``size=None``: one chunk per document.
+
+    ``tokenizer`` is a Hugging Face fast tokenizer (offsets are needed). Raises ValueError for a
+    size below 1 or an overlap outside ``[0, size)``.
+    """
+    if size is not None and (size < 1 or not 0 <= overlap < size):
+        raise ValueError(f"chunk size must be >= 1 and overlap in [0, size); got size={size}, overlap={overlap}")
+    texts = documents["text"].tolist()
+    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+    rows, dropped = [], 0
+    for d, doc in enumerate(documents.itertuples(index=False)):
+        offsets = np.asarray(encoded["offset_mapping"][d], dtype=np.int64).reshape(-1, 2)
+        text = doc.text
+        if size is None or len(offsets) == 0:
+            spans = [(0, len(offsets))]
+        else:
+            word_starts = np.array([s == 0 or text[s - 1].isspace() for s in offsets[:, 0]])
+            word_starts[0] = True
+            spans = windows(word_starts, size, overlap)
+        number = 0
+        for s, e in spans:
+            if size is None or len(offsets) == 0:
+                start, end = 0, len(text)
+            else:
+                start, end = int(offsets[s, 0]), int(offsets[e - 1, 1])
+            chunk_text = text[start:end]
+            if not chunk_text.strip():
+                dropped += 1
+                continue
+            page = bisect.bisect_right(doc.page_starts, start) if doc.page_starts is not None else None
+            rows.append((f"{doc.doc_id}#{number}", doc.doc_id, number, doc.title, chunk_text, start, end, page,
+                         e - s, doc.source))
+            number += 1
+    table = pd.DataFrame(rows, columns=CHUNK_COLUMNS)
+    table["page"] = table["page"].astype("Int64")
+    return Chunks(table, dropped)

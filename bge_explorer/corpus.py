@@ -1,0 +1,252 @@
+"""Reading corpus files into a table of documents.
+
+Formats: ``.txt`` and ``.md`` (one document per file), ``.csv``/``.tsv`` (one per row; the user
+names the text column, optional id and title columns), ``.jsonl``/``.json`` (BEIR records with
+``_id``, ``title``, ``text``), ``.pdf`` (text layer; page start offsets kept).
+
+The result is a :class:`Corpus` whose ``documents`` DataFrame has the columns
+``doc_id, title, text, source, page_starts``. With ``on_error="raise"`` the first problem raises
+:class:`~bge_explorer.errors.CorpusError` naming the file and line; with ``"skip"`` bad files and
+bad lines are left out and listed in ``Corpus.problems``, and the rest loads.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import json
+import os
+from pathlib import Path
+from typing import Iterator, Literal, Sequence
+
+import pandas as pd
+
+from .errors import CorpusError
+
+OnError = Literal["raise", "skip"]
+FORMATS = (".txt", ".md", ".csv", ".tsv", ".jsonl", ".json", ".pdf")
+COLUMNS = ["doc_id", "title", "text", "source", "page_starts"]
+
+
+@dataclasses.dataclass
+class Corpus:
+    """Documents loaded from files, with the problems met on the way (``on_error="skip"``)."""
+
+    documents: pd.DataFrame
+    problems: list[str] = dataclasses.field(default_factory=list)
+    notes: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def sources(self) -> list[str]:
+        return sorted(set(self.documents["source"]))
+
+
+def decode(data: bytes, name: str, notes: list[str] | None = None) -> str:
+    """Bytes of a text file -> str. UTF-8 (BOM allowed) first, then a detected encoding, named in ``notes``.
+
+    Raises CorpusError for an empty file, a binary file or an undetectable encoding.
+    """
+    if not data:
+        raise CorpusError(name, "the file is empty (0 bytes)")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16")
+    if b"\x00" in data[:8192]:
+        raise CorpusError(name, "this looks like a binary file, not text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        first_bad = exc.start
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None or best.encoding in ("utf_8", "utf-8"):
+        line = data[:first_bad].count(b"\n") + 1
+        raise CorpusError(name, "not valid UTF-8 and its encoding could not be detected", line)
+    if notes is not None:
+        notes.append(f"{name}: not UTF-8; decoded as {best.encoding}")
+    return str(best)
+
+
+def _record(doc_id: str, text: str, source: str, title: str = "", page_starts: list[int] | None = None) -> dict:
+    return dict(doc_id=str(doc_id), title=str(title or ""), text=str(text), source=source, page_starts=page_starts)
+
+
+def _read_plain(data: bytes, name: str, notes: list[str]) -> Iterator[dict]:
+    yield _record(name, decode(data, name, notes), name)
+
+
+def _read_delimited(data: bytes, name: str, notes: list[str], problems: list[str] | None, text_column: str | None,
+                    id_column: str | None, title_column: str | None) -> Iterator[dict]:
+    sep = "\t" if name.lower().endswith(".tsv") else ","
+    reader = csv.reader(io.StringIO(decode(data, name, notes), newline=""), delimiter=sep)
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise CorpusError(name, "the file has no header row") from None
+    text_column = text_column or ("text" if "text" in header else None)
+    if text_column is None:
+        raise CorpusError(name, f"choose the text column; the columns are: {', '.join(header)}")
+    for wanted in (text_column, id_column, title_column):
+        if wanted and wanted not in header:
+            raise CorpusError(name, f"no column '{wanted}'; the columns are: {', '.join(header)}")
+    position = {column: i for i, column in enumerate(header)}
+    try:
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                _problem(problems, CorpusError(name, f"{len(row)} fields where the header has {len(header)}",
+                                               reader.line_num))
+                continue
+            yield _record(row[position[id_column]] if id_column else f"{name}#{reader.line_num}",
+                          row[position[text_column]], name, row[position[title_column]] if title_column else "")
+    except csv.Error as exc:
+        raise CorpusError(name, f"malformed CSV: {exc}", reader.line_num) from None
+
+
+def _json_record(obj, name: str, line: int | None, text_column: str | None, id_column: str | None,
+                 title_column: str | None, fallback_id: str) -> dict:
+    if not isinstance(obj, dict):
+        raise CorpusError(name, f"expected an object with a text field, got {type(obj).__name__}", line)
+    text_key = text_column or "text"
+    if text_key not in obj:
+        raise CorpusError(name, f"no '{text_key}' field in this record", line)
+    id_key = id_column or next((k for k in ("_id", "id", "doc_id") if k in obj), None)
+    return _record(obj[id_key] if id_key else fallback_id, obj[text_key] or "", name,
+                   obj.get(title_column or "title") or "")
+
+
+def _read_jsonl(data: bytes, name: str, notes: list[str], problems: list[str] | None, text_column: str | None,
+                id_column: str | None, title_column: str | None) -> Iterator[dict]:
+    for number, line in enumerate(decode(data, name, notes).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except (json.JSONDecodeError, RecursionError) as exc:
+            _problem(problems, CorpusError(name, f"not valid JSON ({str(exc)[:80]})", number))
+            continue
+        try:
+            yield _json_record(obj, name, number, text_column, id_column, title_column, f"{name}#{number}")
+        except CorpusError as exc:
+            _problem(problems, exc)
+
+
+def _read_json(data: bytes, name: str, notes: list[str], problems: list[str] | None, text_column: str | None,
+               id_column: str | None, title_column: str | None) -> Iterator[dict]:
+    try:
+        obj = json.loads(decode(data, name, notes))
+    except RecursionError:
+        raise CorpusError(name, "JSON nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise CorpusError(name, f"not valid JSON: {exc.msg}", exc.lineno) from None
+    if isinstance(obj, dict):  # {"id": {"title": ..., "text": ...}} or {"id": "text"}
+        items = [(str(key), value if isinstance(value, dict) else {"text": value}) for key, value in obj.items()]
+    elif isinstance(obj, list):
+        items = [(f"{name}#{i + 1}", value) for i, value in enumerate(obj)]
+    else:
+        raise CorpusError(name, "expected a JSON array of records or an object of id -> record")
+    for fallback_id, value in items:
+        try:
+            record = _json_record(value, name, None, text_column, id_column, title_column, fallback_id)
+        except CorpusError as exc:
+            _problem(problems, CorpusError(name, f"record '{fallback_id}': {exc.reason}"))
+            continue
+        if isinstance(obj, dict):
+            record["doc_id"] = fallback_id
+        yield record
+
+
+def _read_pdf(data: bytes, name: str) -> Iterator[dict]:
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    if not data:
+        raise CorpusError(name, "the file is empty (0 bytes)")
+    try:
+        reader = PdfReader(io.BytesIO(data))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise CorpusError(name, "the PDF is encrypted; give a copy without a password")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except CorpusError:
+        raise
+    except (PyPdfError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
+        raise CorpusError(name, f"not a readable PDF ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if not any(page.strip() for page in pages):
+        raise CorpusError(name, "the PDF has no text layer (a scanned document?); run OCR on it first")
+    starts, offset = [], 0
+    for page in pages:
+        starts.append(offset)
+        offset += len(page) + 2
+    yield _record(name, "\n\n".join(pages), name, page_starts=starts)
+
+
+def _problem(problems: list[str] | None, error: CorpusError) -> None:
+    """Raise the error, or (skip mode) record it and go on."""
+    if problems is None:
+        raise error
+    problems.append(str(error))
+
+
+def read_file(path: str | Path, *, name: str | None = None, text_column: str | None = None,
+              id_column: str | None = None, title_column: str | None = None,
+              problems: list[str] | None = None, notes: list[str] | None = None) -> list[dict]:
+    """Records (dicts with the COLUMNS keys) from one file. ``problems`` given: bad lines go there."""
+    name = name or os.path.basename(str(path))
+    suffix = Path(name).suffix.lower()
+    if suffix not in FORMATS:
+        raise CorpusError(name, f"unsupported file type '{suffix or name}'; use one of {', '.join(FORMATS)}")
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise CorpusError(name, f"cannot read the file ({exc.strerror})") from None
+    notes = notes if notes is not None else []
+    columns = dict(text_column=text_column, id_column=id_column, title_column=title_column)
+    if suffix in (".txt", ".md"):
+        records = _read_plain(data, name, notes)
+    elif suffix in (".csv", ".tsv"):
+        records = _read_delimited(data, name, notes, problems, **columns)
+    elif suffix == ".jsonl":
+        records = _read_jsonl(data, name, notes, problems, **columns)
+    elif suffix == ".json":
+        records = _read_json(data, name, notes, problems, **columns)
+    else:
+        records = _read_pdf(data, name)
+    out = list(records)
+    if not out:
+        raise CorpusError(name, "no documents found in the file")
+    return out
+
+
+def load_corpus(paths: Sequence[str | Path], *, names: Sequence[str] | None = None, text_column: str | None = None,
+                id_column: str | None = None, title_column: str | None = None,
+                on_error: OnError = "raise") -> Corpus:
+    """Read files into one :class:`Corpus`. ``names`` are display names (default: the base names).
+
+    Document ids must be unique across the corpus. Raises CorpusError on the first problem
+    (``on_error="raise"``), or when nothing at all could be loaded.
+    """
+    if not paths:
+        raise CorpusError("corpus", "no files given")
+    names = list(names) if names is not None else [os.path.basename(str(p)) for p in paths]
+    problems: list[str] | None = [] if on_error == "skip" else None
+    notes: list[str] = []
+    records: list[dict] = []
+    seen: set[str] = set()
+    for path, name in zip(paths, names):
+        try:
+            file_records = read_file(path, name=name, text_column=text_column, id_column=id_column,
+                                     title_column=title_column, problems=problems, notes=notes)
+        except CorpusError as exc:
+            _problem(problems, exc)
+            continue
+        for record in file_records:
+            if record["doc_id"] in seen:
+                _problem(problems, CorpusError(name, f"duplicate document id '{record['doc_id']}'"))
+                continue
+            seen.add(record["doc_id"])
+            records.append(record)
+    if not records:
+        raise CorpusError(", ".join(names), "no documents could be loaded" +
+                          (": " + "; ".join(problems[:3]) if problems else ""))
+    return Corpus(pd.DataFrame.from_records(records, columns=COLUMNS), problems or [], notes)

