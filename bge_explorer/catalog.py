@@ -70,6 +70,22 @@ EMBEDDERS = [name for name, spec in CATALOG.items() if spec.model_class != "rera
 RERANKERS = [name for name, spec in CATALOG.items() if spec.model_class == "reranker"]
 
 
+def allowed_roots() -> list[str]:
+    """Directories local models may come from: BGE_EXPLORER_MODEL_ROOTS (``os.pathsep``-separated); empty = any."""
+    roots = os.environ.get("BGE_EXPLORER_MODEL_ROOTS", "")
+    return [os.path.realpath(r) for r in roots.split(os.pathsep) if r]
+
+
+def _local_model_dir(path: str) -> str:
+    real = os.path.realpath(path)
+    roots = allowed_roots()
+    if roots and not any(os.path.commonpath([real, root]) == root for root in roots):
+        raise ValueError(f"'{path}' is outside the directories local models may be loaded from")
+    if not os.path.isfile(os.path.join(real, "config.json")):
+        raise ValueError(f"'{path}' is a directory but holds no model (no config.json)")
+    return real
+
+
 def resolve_spec(name_or_path: str, *, model_class: ModelClass | None = None, pooling: Pooling | None = None,
                  instruction: str | None = None, max_length: int | None = None) -> ModelSpec:
     """Turn a catalog name, a Hub id (``BAAI/bge-small-en-v1.5``) or a local directory into a spec.
@@ -83,7 +99,7 @@ def resolve_spec(name_or_path: str, *, model_class: ModelClass | None = None, po
     spec = CATALOG.get(name_or_path) or by_source.get(name_or_path)
     if spec is None:
         if os.path.isdir(name_or_path):
-            source = os.path.abspath(name_or_path)
+            source = _local_model_dir(name_or_path)
         elif HUB_ID.match(name_or_path) and ".." not in name_or_path:
             source = name_or_path
         else:

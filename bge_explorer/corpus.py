@@ -25,6 +25,7 @@ from .errors import CorpusError
 
 OnError = Literal["raise", "skip"]
 FORMATS = (".txt", ".md", ".csv", ".tsv", ".jsonl", ".json", ".pdf")
+PREFERRED = ["cp1252", "latin_1", "iso8859_15", "cp1250", "cp1251"]
 COLUMNS = ["doc_id", "title", "text", "source", "page_starts"]
 
 
@@ -58,7 +59,12 @@ def decode(data: bytes, name: str, notes: list[str] | None = None) -> str:
         first_bad = exc.start
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    matches = list(from_bytes(data))
+    least_chaos = min((m.chaos for m in matches), default=0.0)
+    tied = [m for m in matches if m.chaos <= least_chaos + 0.01]
+    # Equally plausible single-byte guesses: prefer the Western ones, by far the most common.
+    best = min(tied, key=lambda m: (-m.coherence, PREFERRED.index(m.encoding) if m.encoding in PREFERRED else 99),
+               default=None)
     if best is None or best.encoding in ("utf_8", "utf-8"):
         line = data[:first_bad].count(b"\n") + 1
         raise CorpusError(name, "not valid UTF-8 and its encoding could not be detected", line)

@@ -172,6 +172,10 @@ def _param_bytes(module) -> int:
 
 
 def _load(spec: ModelSpec, device: str, precision: str, batch_size: int | None):
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.set_verbosity_error()  # no per-load reports of unused pooler weights
+    transformers_logging.disable_progress_bar()
     path, identity = locate(spec)
     use_fp16 = device.startswith("cuda")
     common = dict(use_fp16=use_fp16, devices=device, trust_remote_code=trust_remote_code())

@@ -19,7 +19,7 @@ WORDS = ("the a of and to in is was for on with as by that this from are be it a
 def _vocab() -> list[str]:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = list(string.ascii_lowercase + string.digits + string.punctuation)
-    return specials + sorted(set(WORDS)) + chars + ["##" + c for c in string.ascii_lowercase + string.digits]
+    return list(dict.fromkeys(specials + sorted(WORDS) + chars + ["##" + c for c in string.ascii_lowercase + string.digits]))
 
 
 def _tokenizer(directory: Path, eos: bool):

@@ -1,0 +1,310 @@
+"""2-D maps of chunk embeddings: a PCA preview at once, UMAP when it is ready, queries placed on both.
+
+A map is fitted once per (vectors, model) and reused for every query: queries are placed with the
+fitted projection's ``transform``. :func:`map_figure` draws it with plotly's WebGL scatter
+(``go.Scattergl``), so thousands of points stay smooth. No UI code here.
+
+UMAP's first fit in a process pays numba's JIT (15 s and more on 2 cores); :func:`warm_up` runs a
+tiny fit in a background thread at app start so the first user does not wait for it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import html
+import importlib.util
+import logging
+import os
+import threading
+import warnings
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+MIN_UMAP_POINTS = 5  # below this, UMAP has no neighbourhood to speak of: the PCA map is the map
+DEFAULT_NEIGHBORS = 15
+RANDOM_STATE = 42  # the same corpus and model give the same map every time
+MAX_LEGEND_DOCUMENTS = 24  # past this, documents share one trace coloured by a scale, without a legend
+HOVER_CHARS = 120
+
+ColorBy = Literal["document", "cluster"]
+
+
+@dataclasses.dataclass
+class Projection:
+    """A fitted 2-D projection of (n, dim) unit vectors. ``coords`` is (n, 2); ``kind`` is 'pca' or 'umap'."""
+
+    kind: str
+    coords: np.ndarray
+    model: object
+    note: str = ""
+
+    def transform(self, vectors: np.ndarray) -> np.ndarray:
+        """(m, dim) vectors (queries) -> (m, 2) positions on this map."""
+        vectors = np.atleast_2d(np.asarray(vectors, dtype=np.float32))
+        if len(vectors) == 0:
+            return np.empty((0, 2), np.float32)
+        if self.kind == "pca":
+            mean, components = self.model
+            return ((vectors - mean) @ components.T).astype(np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.asarray(self.model.transform(vectors), dtype=np.float32)
+
+
+def fit_pca(vectors: np.ndarray) -> Projection:
+    """Top two principal components (numpy SVD): milliseconds for thousands of vectors."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    mean = vectors.mean(axis=0)
+    centered = vectors - mean
+    if len(vectors) >= 2:
+        _, _, vt = np.linalg.svd(centered, full_matrices=False)
+        components = vt[:2]
+    else:
+        components = np.zeros((0, vectors.shape[1]), np.float32)
+    if len(components) < 2:  # fewer than two points (or rank 1): pad with zero axes
+        components = np.vstack([components, np.zeros((2 - len(components), vectors.shape[1]), np.float32)])
+    components = components.astype(np.float32)
+    return Projection("pca", (centered @ components.T).astype(np.float32), (mean, components))
+
+
+def fit_umap(vectors: np.ndarray, n_neighbors: int = DEFAULT_NEIGHBORS, min_dist: float = 0.1,
+             random_state: int | None = RANDOM_STATE) -> Projection:
+    """UMAP (cosine) over the vectors. Small sets are handled: fewer than MIN_UMAP_POINTS points give
+    the PCA map with a note; ``n_neighbors`` is capped at n - 1; below 50 points the layout starts from a
+    random init (spectral init needs a connected graph)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    n = len(vectors)
+    if n < MIN_UMAP_POINTS:
+        pca = fit_pca(vectors)
+        pca.note = f"only {n} chunk(s): UMAP needs at least {MIN_UMAP_POINTS}, showing PCA"
+        return pca
+    import umap
+
+    neighbors = max(2, min(n_neighbors, n - 1))
+    reducer = umap.UMAP(n_neighbors=neighbors, n_components=2, metric="cosine", min_dist=min_dist,
+                        init="random" if n < 50 else "spectral", random_state=random_state,
+                        n_jobs=1 if random_state is not None else -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # n_jobs/random_state and small-graph notices
+        coords = reducer.fit_transform(vectors)
+    note = f"n_neighbors={neighbors}" + (" (capped: small corpus)" if neighbors < n_neighbors else "")
+    return Projection("umap", np.asarray(coords, dtype=np.float32), reducer, note)
+
+
+def vectors_key(vectors: np.ndarray, model_key: object) -> str:
+    """Fingerprint of (vectors, model): the cache key of a map. Same chunks, same model -> same key."""
+    digest = hashlib.blake2b(np.ascontiguousarray(vectors, dtype=np.float32).tobytes(), digest_size=16)
+    digest.update(repr(model_key).encode())
+    return digest.hexdigest()
+
+
+class MapStore:
+    """One session's maps: PCA computed on demand, UMAP fitted once per key (in a background thread
+    when asked), both reused for every query. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pca: dict[str, Projection] = {}
+        self._umap: dict[str, Projection] = {}
+        self._pending: dict[str, threading.Event] = {}
+        self._errors: dict[str, str] = {}
+        self.umap_fits = 0  # how many UMAP fits this store ran (a map is fitted once per key)
+
+    def pca(self, key: str, vectors: np.ndarray) -> Projection:
+        with self._lock:
+            if key not in self._pca:
+                self._pca = {key: fit_pca(vectors)}  # keep only the current corpus's map
+            return self._pca[key]
+
+    def ready(self, key: str) -> Projection | None:
+        with self._lock:
+            return self._umap.get(key)
+
+    def start_umap(self, key: str, vectors: np.ndarray) -> threading.Event:
+        """Begin fitting UMAP for ``key`` in a daemon thread (no-op if done or running); returns its event."""
+        with self._lock:
+            if key in self._umap:
+                done = threading.Event()
+                done.set()
+                return done
+            if key in self._pending:
+                return self._pending[key]
+            done = self._pending[key] = threading.Event()
+        vectors = np.array(vectors, dtype=np.float32, copy=True)
+
+        def work() -> None:
+            try:
+                projection = fit_umap(vectors)
+                with self._lock:
+                    self._umap = {key: projection}
+                    self.umap_fits += 1
+            except Exception as exc:  # shown to the user; the PCA map stays usable
+                log.exception("UMAP fit failed")
+                with self._lock:
+                    self._errors[key] = f"{type(exc).__name__}: {exc}"
+            finally:
+                with self._lock:
+                    self._pending.pop(key, None)
+                done.set()
+
+        threading.Thread(target=work, name="umap-fit", daemon=True).start()
+        return done
+
+    def umap(self, key: str, vectors: np.ndarray, timeout: float | None = None) -> Projection:
+        """The UMAP map for ``key``, fitting it if needed and waiting for it (up to ``timeout`` seconds).
+
+        Raises RuntimeError when the fit failed, TimeoutError when it is still running.
+        """
+        done = self.start_umap(key, vectors)
+        if not done.wait(timeout):
+            raise TimeoutError("UMAP is still computing")
+        with self._lock:
+            if key in self._umap:
+                return self._umap[key]
+            raise RuntimeError(self._errors.pop(key, "UMAP failed"))
+
+
+_warm_lock = threading.Lock()
+_warm_thread: threading.Thread | None = None
+
+
+def warm_up(background: bool = True) -> threading.Thread | None:
+    """Compile UMAP's numba code once per process with a tiny fit and transform (about 15-30 s of CPU
+    on 2 cores, paid at start instead of on the first user's map)."""
+    global _warm_thread
+
+    def work() -> None:
+        try:
+            rng = np.random.default_rng(0)
+            data = rng.normal(size=(64, 16)).astype(np.float32)
+            data /= np.linalg.norm(data, axis=1, keepdims=True)
+            fit_umap(data).transform(data[:2])
+            log.info("UMAP warmed up")
+        except Exception:  # warming is an optimisation only
+            log.exception("UMAP warm-up failed")
+
+    with _warm_lock:
+        if _warm_thread is not None:
+            return _warm_thread
+        if not background:
+            work()
+            return None
+        _warm_thread = threading.Thread(target=work, name="umap-warm-up", daemon=True)
+        _warm_thread.start()
+        return _warm_thread
+
+
+def clusters(vectors: np.ndarray, k: int | None = None) -> np.ndarray:
+    """K-means cluster labels over the (unit) vectors; k defaults to about sqrt(n/2), between 2 and 12."""
+    n = len(vectors)
+    if n < 3:
+        return np.zeros(n, dtype=np.int64)
+    k = k or int(np.clip(round(np.sqrt(n / 2)), 2, 12))
+    from sklearn.cluster import KMeans
+
+    return KMeans(n_clusters=min(k, n), n_init=3, random_state=0).fit_predict(vectors).astype(np.int64)
+
+
+def _plain(text: object, limit: int | None = None) -> str:
+    """User text for plotly labels: shortened, whitespace folded, HTML-escaped (plotly reads a few tags)."""
+    text = " ".join(str(text).split())
+    if limit is not None and len(text) > limit:
+        text = text[:limit - 1] + "…"
+    return html.escape(text, quote=True)
+
+
+def _hover(table: pd.DataFrame) -> list[str]:
+    return [f"<b>{_plain(doc, 80)}</b> · chunk {int(chunk)}<br>{_plain(text, HOVER_CHARS)}"
+            for doc, chunk, text in zip(table["doc_id"], table["chunk"], table["text"])]
+
+
+PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D",
+           "#BAB0AC", "#1F77B4", "#2CA02C"]
+
+
+def map_figure(projection: Projection, chunks: pd.DataFrame, *, color_by: ColorBy = "document",
+               cluster_labels: Sequence[int] | None = None, query: str | None = None,
+               query_xy: np.ndarray | None = None, retrieved: Sequence[int] = (), reranked: Sequence[int] = (),
+               title: str | None = None):
+    """A plotly figure of the map.
+
+    ``chunks``: the chunk table (doc_id, chunk, text), aligned with ``projection.coords``.
+    ``retrieved`` / ``reranked``: chunk row positions of the retrieval top-k and the reranked top-n,
+    drawn as open circles and diamonds over the points; the query is a star. All user text is escaped.
+    """
+    import plotly.graph_objects as go
+
+    coords = projection.coords
+    hover = np.array(_hover(chunks), dtype=object)
+    fig = go.Figure()
+    if color_by == "cluster":
+        labels = np.asarray(cluster_labels if cluster_labels is not None else np.zeros(len(coords)), dtype=np.int64)
+        groups = [(f"cluster {c}", labels == c) for c in np.unique(labels)]
+    else:
+        docs = chunks["doc_id"].astype(str).to_numpy()
+        unique = list(dict.fromkeys(docs))
+        groups = [(_plain(d, 40), docs == d) for d in unique] if len(unique) <= MAX_LEGEND_DOCUMENTS else []
+        if not groups:  # many documents: one trace, colour by document number
+            codes = pd.factorize(docs)[0]
+            fig.add_trace(go.Scattergl(
+                x=coords[:, 0], y=coords[:, 1], mode="markers", name=f"{len(unique)} documents",
+                marker=dict(size=6, color=codes, colorscale="Turbo", opacity=0.75),
+                text=hover, hovertemplate="%{text}<extra></extra>"))
+    for i, (name, mask) in enumerate(groups):
+        fig.add_trace(go.Scattergl(
+            x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=name,
+            marker=dict(size=7, color=PALETTE[i % len(PALETTE)], opacity=0.75),
+            text=hover[mask], hovertemplate="%{text}<extra></extra>"))
+    retrieved, reranked = list(retrieved), list(reranked)
+    if retrieved:
+        fig.add_trace(go.Scattergl(
+            x=coords[retrieved, 0], y=coords[retrieved, 1], mode="markers", name=f"retrieved top {len(retrieved)}",
+            marker=dict(size=13, symbol="circle-open", color="#111111", line=dict(width=2)),
+            text=[f"retrieval rank {r + 1}<br>{hover[row]}" for r, row in enumerate(retrieved)],
+            hovertemplate="%{text}<extra></extra>"))
+    if reranked:
+        fig.add_trace(go.Scattergl(
+            x=coords[reranked, 0], y=coords[reranked, 1], mode="markers", name=f"reranked top {len(reranked)}",
+            marker=dict(size=15, symbol="diamond-open", color="#D62728", line=dict(width=2)),
+            text=[f"reranked rank {r + 1}<br>{hover[row]}" for r, row in enumerate(reranked)],
+            hovertemplate="%{text}<extra></extra>"))
+    if query_xy is not None and len(query_xy):
+        fig.add_trace(go.Scattergl(
+            x=query_xy[:, 0], y=query_xy[:, 1], mode="markers", name="query",
+            marker=dict(size=20, symbol="star", color="#FFD700", line=dict(width=1.5, color="#000000")),
+            text=[f"query: {_plain(query or '', HOVER_CHARS)}"] * len(query_xy), hovertemplate="%{text}<extra></extra>"))
+    label = "UMAP" if projection.kind == "umap" else "PCA"
+    fig.update_layout(
+        title=dict(text=title or f"{label} of {len(coords)} chunk embeddings"),
+        xaxis=dict(title=f"{label} 1", zeroline=False), yaxis=dict(title=f"{label} 2", zeroline=False),
+        legend=dict(itemsizing="constant"), margin=dict(l=40, r=10, t=50, b=40), height=620,
+        template="plotly_white", hovermode="closest")
+    return fig
+
+
+def kaleido_available() -> bool:
+    """Whether static image export (PNG) can work: plotly needs the ``kaleido`` package for it."""
+    return importlib.util.find_spec("kaleido") is not None
+
+
+def export_html(fig, path: str | os.PathLike) -> str:
+    """Self-contained interactive HTML (plotly.js inlined, so it opens offline)."""
+    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
+    return str(path)
+
+
+def export_png(fig, path: str | os.PathLike, scale: float = 2.0) -> str | None:
+    """PNG through kaleido; None when kaleido is not installed or cannot run (no Chrome for it)."""
+    if not kaleido_available():
+        return None
+    try:
+        fig.write_image(str(path), format="png", scale=scale, width=1100, height=700)
+    except Exception as exc:  # kaleido 1.x needs a Chrome/Chromium it can start
+        log.warning("PNG export failed: %s", exc)
+        return None
+    return str(path) if Path(path).exists() else None

@@ -1,0 +1,105 @@
+"""Search and rerank against brute force and FlagEmbedding; the embedding cache never re-embeds needlessly."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from FlagEmbedding import FlagReranker
+
+from bge_explorer.catalog import BGE_EN_INSTRUCTION
+from bge_explorer.corpus import Corpus
+from bge_explorer.models import load_embedder, load_reranker
+from bge_explorer.session import Session
+
+rng = np.random.default_rng(3)
+VOCAB = ("cell protein gene cancer risk patients study human blood brain drug virus bacteria eiffel tower paris "
+         "python guido photosynthesis light energy river mountain ocean music piano history king city water").split()
+
+
+def corpus(n=60, words=12) -> Corpus:
+    texts = [" ".join(rng.choice(VOCAB, words)) for _ in range(n)]
+    return Corpus(pd.DataFrame(dict(doc_id=[f"doc{i}" for i in range(n)], title="", text=texts, source="gen",
+                                    page_starts=None)))
+
+
+@pytest.fixture()
+def session(tiny_encoder):
+    session = Session()
+    session.set_corpus(corpus())
+    session.build_index(load_embedder(tiny_encoder, precision="fp32"), chunk_size=None)
+    return session
+
+
+def test_ranking_equals_brute_force_cosine(session):
+    results = session.search("blood cancer risk", instruction=BGE_EN_INSTRUCTION, k=20)
+    corpus_vectors = session.embedder.encode_corpus(session.chunks.passages())
+    query = session.embedder.encode_queries(["blood cancer risk"], BGE_EN_INSTRUCTION)[0]
+    cosine = corpus_vectors @ query / np.linalg.norm(corpus_vectors, axis=1) / np.linalg.norm(query)
+    expected = np.argsort(-cosine, kind="stable")[:20]
+    assert results.row_ids.tolist() == expected.tolist()
+    np.testing.assert_allclose(results.table["score"], cosine[expected], atol=1e-5)
+    assert results.table["rank"].tolist() == list(range(1, 21))
+    assert results.table["doc_id"].tolist() == session.chunks.table["doc_id"].iloc[expected].tolist()
+
+
+def test_k_is_capped_by_the_corpus_and_instruction_defaults_to_the_model(session):
+    results = session.search("river", k=1000)
+    assert len(results.table) == 60
+    assert results.instruction == session.embedder.spec.instruction
+
+
+def test_rerank_order_is_the_rerankers_own_compute_score_order(session, tiny_reranker):
+    reranker = load_reranker(tiny_reranker, precision="fp32")
+    results = session.search("music history of paris", k=30, reranker=reranker, top_n=10)
+    top = results.table.iloc[:10]
+    bare = FlagReranker(tiny_reranker, use_fp16=False, devices="cpu")
+    logits = np.asarray(bare.compute_score([["music history of paris", t] for t in top["text"]]))
+    reranked = results.reranked()
+    assert reranked["chunk_id"].tolist() == top["chunk_id"].iloc[np.argsort(-logits, kind="stable")].tolist()
+    np.testing.assert_allclose(reranked["rerank_logit"], np.sort(logits)[::-1], atol=1e-5)
+    np.testing.assert_allclose(reranked["rerank_score"], 1 / (1 + np.exp(-reranked["rerank_logit"])), atol=1e-9)
+    assert (reranked["movement"] == reranked["rank"] - reranked["rerank_rank"]).all()
+    assert results.table["rerank_rank"].iloc[10:].isna().all()
+
+
+def test_changing_instruction_k_or_reranker_never_re_embeds_the_corpus(session, tiny_reranker):
+    embedder = session.embedder
+    before = embedder.corpus_texts_encoded
+    session.search("gene study", instruction="")
+    session.search("gene study", instruction=BGE_EN_INSTRUCTION, k=5)
+    session.search("gene study", reranker=load_reranker(tiny_reranker), top_n=3)
+    session.build_index(embedder, chunk_size=None)  # same model, same chunks: all cached
+    assert embedder.corpus_texts_encoded == before
+
+
+def test_rechunking_embeds_only_new_chunks_and_models_never_mix(tiny_encoder, tiny_m3):
+    session = Session()
+    session.set_corpus(corpus(n=20, words=40))
+    embedder = load_embedder(tiny_encoder, precision="fp32")
+    first = session.build_index(embedder, chunk_size=None)
+    count = embedder.corpus_texts_encoded
+    session.corpus.documents.loc[0, "text"] += " water"  # one document changes
+    session.build_index(embedder, chunk_size=None)
+    assert embedder.corpus_texts_encoded - count == 1
+    chunked = session.build_index(embedder, chunk_size=16, overlap=4)
+    assert embedder.corpus_texts_encoded - count == 1 + len(chunked)
+    m3 = load_embedder(tiny_m3, model_class="m3", precision="fp32")
+    session.build_index(m3, chunk_size=None)
+    np.testing.assert_allclose(session.vectors, m3.encode_corpus(session.chunks.passages()), atol=1e-6)
+    switched_back = embedder.corpus_texts_encoded
+    session.build_index(embedder, chunk_size=None)  # a model used earlier: its embeddings are reused
+    assert embedder.corpus_texts_encoded == switched_back and len(first) == 20
+
+
+def test_empty_query_and_missing_index_are_clear_errors(tiny_encoder):
+    from bge_explorer.errors import ExplorerError
+
+    session = Session()
+    with pytest.raises(ExplorerError, match="Build the index first"):
+        session.search("x")
+    with pytest.raises(ExplorerError, match="Load a corpus first"):
+        session.build_index(load_embedder(tiny_encoder))
+    session.set_corpus(corpus(n=3))
+    session.build_index(load_embedder(tiny_encoder), chunk_size=None)
+    with pytest.raises(ExplorerError, match="Type a query"):
+        session.search("   ")
