@@ -12,6 +12,7 @@ from .embedder import Embedder, Progress
 from .embedding_cache import EmbeddingCache
 from .errors import ExplorerError
 from .index import DenseIndex
+from .limits import Limits
 from .reranker import Reranker
 from .search import DEFAULT_K, DEFAULT_TOP_N, SearchResults, search
 
@@ -20,7 +21,8 @@ class Session:
     """Holds what one user built. Switching model, chunking or corpus rebuilds only what changed:
     embeddings are looked up in the session's :class:`EmbeddingCache` first."""
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits or Limits.from_env()
         self.corpus: Corpus | None = None
         self.cache = EmbeddingCache()
         self.embedder: Embedder | None = None
@@ -30,6 +32,7 @@ class Session:
 
     def load_corpus(self, paths: Sequence[str | Path], *, on_error: OnError = "raise", **options) -> Corpus:
         """Read files (see :func:`bge_explorer.corpus.load_corpus`); the previous index is dropped."""
+        self.limits.check_files(paths)
         return self.set_corpus(load_corpus(paths, on_error=on_error, **options))
 
     def set_corpus(self, corpus: Corpus) -> Corpus:
@@ -44,6 +47,7 @@ class Session:
         chunks = chunk_documents(self.corpus.documents, embedder.tokenizer, chunk_size, overlap)
         if len(chunks) == 0:
             raise ExplorerError("The corpus has no text to index: every chunk was empty.")
+        self.limits.check_chunks(len(chunks))
         vectors = self.cache.embed(embedder, chunks.passages(), progress)
         self.embedder, self.chunks, self.vectors, self.index = embedder, chunks, vectors, DenseIndex(vectors)
         return chunks
@@ -59,6 +63,7 @@ class Session:
         embedder, chunks, index = self.require_index()
         if not query.strip():
             raise ExplorerError("Type a query.")
+        self.limits.check_query(query, k)
         if instruction is None:
             instruction = embedder.spec.instruction
         return search(embedder, index, chunks, query, instruction=instruction, k=k, reranker=reranker, top_n=top_n)

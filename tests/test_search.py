@@ -103,3 +103,35 @@ def test_empty_query_and_missing_index_are_clear_errors(tiny_encoder):
     session.build_index(load_embedder(tiny_encoder), chunk_size=None)
     with pytest.raises(ExplorerError, match="Type a query"):
         session.search("   ")
+
+
+def test_limits_name_the_limit_and_its_value(tmp_path, tiny_encoder):
+    from bge_explorer.errors import LimitError
+    from bge_explorer.limits import Limits
+
+    session = Session(Limits(max_upload_mb=0.001, max_files=2, max_chunks=5, max_query_chars=10, max_k=50))
+    (tmp_path / "big.txt").write_text("x " * 1000)
+    with pytest.raises(LimitError, match=r"over the limit of 0.001 MB \(BGE_EXPLORER_MAX_UPLOAD_MB\)"):
+        session.load_corpus([tmp_path / "big.txt"])
+    with pytest.raises(LimitError, match="3 files is over the limit of 2 files"):
+        session.load_corpus([tmp_path / "big.txt"] * 3)
+    session.set_corpus(corpus(n=6))
+    with pytest.raises(LimitError, match="6 chunks is over the limit of 5 chunks"):
+        session.build_index(load_embedder(tiny_encoder), chunk_size=None)
+    session.set_corpus(corpus(n=5))
+    session.build_index(load_embedder(tiny_encoder), chunk_size=None)
+    with pytest.raises(LimitError, match="over the limit of 10"):
+        session.search("x" * 11)
+    for k in (0, 10**9):
+        with pytest.raises(LimitError, match="k must be between 1 and 50"):
+            session.search("gene", k=k)
+
+
+def test_limits_from_environment(monkeypatch):
+    from bge_explorer.limits import Limits
+
+    monkeypatch.setenv("BGE_EXPLORER_MAX_K", "7")
+    monkeypatch.setenv("BGE_EXPLORER_MAX_UPLOAD_MB", "2.5")
+    limits = Limits.from_env()
+    assert limits.max_k == 7 and limits.max_upload_mb == 2.5
+    assert "k up to 7" in limits.describe()
