@@ -13,12 +13,13 @@ from .catalog import CATALOG, ModelSpec, resolve_spec
 from .chunking import Chunks, chunk_documents
 from .corpus import Corpus, load_corpus
 from .errors import CorpusError, ExplorerError, LimitError, ModelLoadError
+from .hybrid import HybridIndex, HybridResults
 from .index import DenseIndex
 from .models import MODEL_CACHE, load_embedder, load_embedder_with_fallback, load_reranker
 from .search import SearchResults, retrieve, search
 from .session import Session
 
 __all__ = ["CATALOG", "ModelSpec", "resolve_spec", "Chunks", "chunk_documents", "Corpus", "load_corpus",
-           "CorpusError", "ExplorerError", "LimitError", "ModelLoadError", "DenseIndex", "MODEL_CACHE",
+           "CorpusError", "ExplorerError", "LimitError", "ModelLoadError", "DenseIndex", "HybridIndex", "HybridResults", "MODEL_CACHE",
            "load_embedder", "load_embedder_with_fallback", "load_reranker", "SearchResults", "retrieve", "search",
            "Session"]

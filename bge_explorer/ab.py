@@ -107,14 +107,15 @@ class Comparison:
         ids = diff.index[order]
         values = diff.to_numpy()[order]
         colours = np.where(values > TIE, "#2e7d32", np.where(values < -TIE, "#c62828", "#9e9e9e"))
-        hover = [f"{html.escape(str(qid), quote=False)}: {html.escape(str(q.at[qid, "query"])[:120], quote=False)}"
+        hover = [f"{html.escape(str(qid), quote=False)}: {html.escape(str(q.at[qid, 'query'])[:120], quote=False)}"
                  f"<br>A {q.at[qid, f'A {metric}']:.3f}  B {q.at[qid, f'B {metric}']:.3f}" for qid in ids]
         row = self.table.loc[metric]
         fig = go.Figure(go.Bar(x=np.arange(1, len(values) + 1), y=values, marker_color=colours.tolist(),
                                hovertext=hover, hoverinfo="text"))
+        title = (f"{metric}: B - A per query (mean {row['diff']:+.4f}, p = {row['p_value']:.3g}; "
+                 f"B better on {row['wins']}, worse on {row['losses']}, tied on {row['ties']})")
         fig.update_layout(
-            title=dict(text=html.escape(f"{metric}: B - A per query (mean {row['diff']:+.4f}, p = {row['p_value']:.3g}; "
-                                        f"B better on {row['wins']}, worse on {row['losses']}, tied on {row['ties']})")),
+            title=dict(text=title),
             xaxis_title="queries, sorted by difference", yaxis_title=f"{metric} of B minus A",
             margin=dict(l=60, r=20, t=60, b=50), showlegend=False, bargap=0)
         return fig

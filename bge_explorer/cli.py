@@ -139,6 +139,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(embed)
     embed.add_argument("--out", required=True, metavar="FILE.parquet")
     embed.set_defaults(run=cmd_embed)
+
+    from .cli_evaluate import add_evaluate_command
+
+    add_evaluate_command(commands)
     return parser
 
 

@@ -39,6 +39,12 @@ class EmbeddingCache:
             return np.empty((0, embedder.dim), np.float32)
         return np.stack([store[d] for d in digests])
 
+    def add(self, embedder: Embedder, passages: Sequence[str], vectors: np.ndarray) -> None:
+        """Remember vectors computed elsewhere for ``passages`` (e.g. M3's dense vectors from a sparse pass)."""
+        store = self._store.setdefault(embedder.cache_key, {})
+        for passage, vector in zip(passages, np.asarray(vectors, dtype=np.float32)):
+            store.setdefault(_digest(passage), vector)
+
     def models(self) -> list[tuple]:
         """Cache keys of the models with stored embeddings."""
         return list(self._store)

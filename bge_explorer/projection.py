@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 MIN_UMAP_POINTS = 5  # below this, UMAP has no neighbourhood to speak of: the PCA map is the map
 DEFAULT_NEIGHBORS = 15
 RANDOM_STATE = 42  # the same corpus and model give the same map every time
-MAX_LEGEND_DOCUMENTS = 24  # past this, documents share one trace coloured by a scale, without a legend
+MAX_LEGEND_DOCUMENTS = 40  # past this, documents share one trace coloured by a scale, without a legend
 HOVER_CHARS = 120
 
 ColorBy = Literal["document", "cluster"]
@@ -114,6 +114,13 @@ class MapStore:
         self._pending: dict[str, threading.Event] = {}
         self._errors: dict[str, str] = {}
         self.umap_fits = 0  # how many UMAP fits this store ran (a map is fitted once per key)
+
+    def __getstate__(self) -> dict:  # locks and running fits stay behind (ZeroGPU pickles sessions)
+        return {"_pca": self._pca, "_umap": self._umap, "umap_fits": self.umap_fits}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__()
+        self.__dict__.update(state)
 
     def pca(self, key: str, vectors: np.ndarray) -> Projection:
         with self._lock:
@@ -223,8 +230,10 @@ def _hover(table: pd.DataFrame) -> list[str]:
             for doc, chunk, text in zip(table["doc_id"], table["chunk"], table["text"])]
 
 
-PALETTE = ["#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#EECA3B", "#B279A2", "#FF9DA6", "#9D755D",
-           "#BAB0AC", "#1F77B4", "#2CA02C"]
+def _palette() -> list[str]:
+    from plotly.colors import qualitative
+
+    return list(dict.fromkeys(qualitative.Plotly + qualitative.Dark24 + qualitative.Light24))
 
 
 def map_figure(projection: Projection, chunks: pd.DataFrame, *, color_by: ColorBy = "document",
@@ -255,10 +264,11 @@ def map_figure(projection: Projection, chunks: pd.DataFrame, *, color_by: ColorB
                 x=coords[:, 0], y=coords[:, 1], mode="markers", name=f"{len(unique)} documents",
                 marker=dict(size=6, color=codes, colorscale="Turbo", opacity=0.75),
                 text=hover, hovertemplate="%{text}<extra></extra>"))
+    palette = _palette()
     for i, (name, mask) in enumerate(groups):
         fig.add_trace(go.Scattergl(
             x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=name,
-            marker=dict(size=7, color=PALETTE[i % len(PALETTE)], opacity=0.75),
+            marker=dict(size=7, color=palette[i % len(palette)], opacity=0.75),
             text=hover[mask], hovertemplate="%{text}<extra></extra>"))
     retrieved, reranked = list(retrieved), list(reranked)
     if retrieved:

@@ -324,10 +324,11 @@ def _beir_root(folder: Path) -> Path:
 
 
 def load_beir_folder(folder: str | Path, split: str = "test", *, need_corpus: bool = True,
-                     name: str | None = None) -> Benchmark:
+                     name: str | None = None, missing: Missing = "raise") -> Benchmark:
     """A BEIR folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``) -> :class:`Benchmark`.
 
-    Judgments are checked against the corpus (unknown document ids raise QrelsError).
+    Judgments are checked against the corpus: unknown document ids raise QrelsError, or are dropped
+    with a note when ``missing="drop"``.
     ``need_corpus=False`` allows a folder without ``corpus.jsonl`` (the corpus is then None).
     """
     folder = Path(folder)
@@ -345,7 +346,7 @@ def load_beir_folder(folder: str | Path, split: str = "test", *, need_corpus: bo
     corpus = None
     if corpus_path.is_file():
         corpus = load_corpus([corpus_path])
-        judgments = judgments.check_corpus(corpus.documents["doc_id"])
+        judgments = judgments.check_corpus(corpus.documents["doc_id"], missing)
     elif need_corpus:
         raise QrelsError(name, "no corpus.jsonl in the dataset")
     return Benchmark(corpus, judgments, name, split)  # type: ignore[arg-type]
@@ -425,15 +426,15 @@ def extracted(zip_path: str | Path, **limits) -> Iterator[Path]:
 
 
 def load_beir(path: str | Path, split: str = "test", *, need_corpus: bool = True, name: str | None = None,
-              **limits) -> Benchmark:
+              missing: Missing = "raise", **limits) -> Benchmark:
     """A BEIR dataset from a folder or a ``.zip`` of one (see :func:`load_beir_folder`, :func:`safe_extract`)."""
     path = Path(path)
     name = name or path.name
     if path.is_dir():
-        return load_beir_folder(path, split, need_corpus=need_corpus, name=name)
+        return load_beir_folder(path, split, need_corpus=need_corpus, name=name, missing=missing)
     if not path.is_file():
         raise QrelsError(str(path), "no such file or folder")
     if not zipfile.is_zipfile(path):
         raise QrelsError(name, "expected a BEIR folder or a .zip of one")
     with extracted(path, name=name, **limits) as folder:
-        return load_beir_folder(folder, split, need_corpus=need_corpus, name=name)
+        return load_beir_folder(folder, split, need_corpus=need_corpus, name=name, missing=missing)

@@ -77,5 +77,8 @@ def build(directory: str | os.PathLike, kind: str = "encoder", *, size: str = "t
     tokenizer.save_pretrained(str(directory))
     if kind == "m3":
         torch.save(torch.nn.Linear(hidden, hidden).state_dict(), directory / "colbert_linear.pt")
-        torch.save(torch.nn.Linear(hidden, 1).state_dict(), directory / "sparse_linear.pt")
+        sparse = torch.nn.Linear(hidden, 1)
+        with torch.no_grad():  # like bge-m3, give most tokens a positive weight (relu keeps it); random bias may not
+            sparse.bias.fill_(0.5)
+        torch.save(sparse.state_dict(), directory / "sparse_linear.pt")
     return str(directory)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
@@ -15,6 +15,9 @@ from .index import DenseIndex
 from .limits import Limits
 from .reranker import Reranker
 from .search import DEFAULT_K, DEFAULT_TOP_N, SearchResults, search
+
+if TYPE_CHECKING:
+    from .hybrid import HybridIndex, HybridResults
 
 
 class Session:
@@ -29,6 +32,8 @@ class Session:
         self.chunks: Chunks | None = None
         self.vectors: np.ndarray | None = None
         self.index: DenseIndex | None = None
+        self._hybrid: HybridIndex | None = None
+        self._lexical_cache = None  # hybrid.LexicalCache, created on first use
 
     def load_corpus(self, paths: Sequence[str | Path], *, on_error: OnError = "raise", **options) -> Corpus:
         """Read files (see :func:`bge_explorer.corpus.load_corpus`); the previous index is dropped."""
@@ -67,3 +72,50 @@ class Session:
         if instruction is None:
             instruction = embedder.spec.instruction
         return search(embedder, index, chunks, query, instruction=instruction, k=k, reranker=reranker, top_n=top_n)
+
+    # -- hybrid retrieval (see bge_explorer.hybrid) ------------------------------------------------
+
+    def chunk_only(self, tokenizer=None, chunk_size: int | None = None, overlap: int = 0) -> Chunks:
+        """Chunk the corpus without embedding, for BM25-only search. ``tokenizer`` None splits on whitespace
+        (chunk size in words); ``chunk_size`` None keeps one chunk per document. Drops any dense index."""
+        from .bm25 import WordTokenizer
+
+        if self.corpus is None:
+            raise ExplorerError("Load a corpus first.")
+        chunks = chunk_documents(self.corpus.documents, tokenizer or WordTokenizer(), chunk_size, overlap)
+        if len(chunks) == 0:
+            raise ExplorerError("The corpus has no text to index: every chunk was empty.")
+        self.limits.check_chunks(len(chunks))
+        self.embedder, self.chunks, self.vectors, self.index = None, chunks, None, None
+        return chunks
+
+    def hybrid(self) -> HybridIndex:
+        """The :class:`~bge_explorer.hybrid.HybridIndex` of the current chunks, kept while chunks, model and index
+        stay the same, so changing mode or weights never re-encodes. A new one (after re-chunking or a model
+        change) reuses the session's lexical weights and, for the same model, the ColBERT vectors."""
+        from .hybrid import HybridIndex, LexicalCache
+
+        if self.chunks is None:
+            raise ExplorerError("Build the index first.")
+        old = self._hybrid
+        if old is None or old.chunks is not self.chunks or old.embedder is not self.embedder or old.index is not self.index:
+            if self._lexical_cache is None:
+                self._lexical_cache = LexicalCache()
+            new = HybridIndex(self.chunks, self.embedder, self.index, self.vectors, lexical_cache=self._lexical_cache,
+                              embedding_cache=self.cache)
+            if old is not None and old.colbert_enabled and new.is_m3:
+                new.enable_colbert(reuse=old)
+            self._hybrid = new
+        return self._hybrid
+
+    def hybrid_search(self, query: str, mode: str = "hybrid", *, instruction: str | None = None, k: int = DEFAULT_K,
+                      reranker: Reranker | None = None, top_n: int = DEFAULT_TOP_N, **options) -> HybridResults:
+        """Search in any mode (dense, sparse, colbert, bm25, hybrid); ``options`` go to
+        :meth:`bge_explorer.hybrid.HybridIndex.search` (fusion, weights, components, rrf_k)."""
+        if not query.strip():
+            raise ExplorerError("Type a query.")
+        self.limits.check_query(query, k)
+        if instruction is None:
+            instruction = self.embedder.spec.instruction if self.embedder is not None else ""
+        return self.hybrid().search(query, mode, instruction=instruction, k=k, reranker=reranker, top_n=top_n,
+                                    **options)

@@ -1,0 +1,58 @@
+"""BGE Explorer web app: ``python app.py`` serves on 0.0.0.0:7860 (also the Hugging Face Spaces app_file).
+
+Host and port: ``--host`` / ``--port``, or GRADIO_SERVER_NAME / GRADIO_SERVER_PORT. Analytics are off
+and the page needs no outbound call. The default model is loaded at start; with no Hub access the
+packaged all-MiniLM-L6-v2 is used instead, and the page says so.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: no version check, no telemetry
+
+ROOT = Path(__file__).resolve().parent
+CSS_PATH = ROOT / "assets" / "style.css"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="BGE Explorer web app")
+    parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+                        help="interface to listen on (default 0.0.0.0, or GRADIO_SERVER_NAME)")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+                        help="port (default 7860, or GRADIO_SERVER_PORT)")
+    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BGE_EXPLORER_CONCURRENCY", "2")),
+                        help="events run at once per handler (default 2; index builds always run one at a time)")
+    parser.add_argument("--no-preload", action="store_true", help="do not load the default model at start")
+    parser.add_argument("--no-warm-umap", action="store_true", help="do not compile UMAP's numba code at start")
+    return parser.parse_args(argv)
+
+
+def create_app(preload: bool = True, warm_umap: bool = True):
+    """The Blocks app with its queue; loads the default model (at module level on ZeroGPU) and warms UMAP."""
+    from bge_explorer import projection, ui
+
+    if preload:
+        notice = ui.preload_default_model()
+        if notice:
+            logging.getLogger("bge_explorer").warning(notice)
+    if warm_umap:
+        projection.warm_up(background=True)
+    return ui.build_app()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    demo = create_app(preload=not args.no_preload, warm_umap=not args.no_warm_umap)
+    demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
+    demo.launch(server_name=args.host, server_port=args.port, css_paths=[CSS_PATH], footer_links=["api", "settings"],
+                max_file_size="200mb")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

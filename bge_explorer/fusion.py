@@ -1,0 +1,84 @@
+"""Combining the scores of several retrieval modes for one query's candidate set.
+
+Three ways, each taking ``{mode: (n,) array}`` aligned over the same n candidates:
+
+- :func:`m3_weighted_sum`: BGE-M3's own ``compute_score`` combination of raw scores,
+  ``sum_m w_m * s_m / sum_m w_m`` (weights for dense, sparse, colbert; [0.4, 0.2, 0.4] by default).
+  Only meaningful for M3's three modes, whose raw scores share a scale.
+- :func:`normalized_weighted_sum`: each mode's scores min-max normalised over the candidates of
+  this query, ``(s - min) / (max - min)`` (all equal -> 0), then ``sum_m w_m * norm_m / sum_m w_m``.
+  Works for any mix, BM25 included.
+- :func:`rrf`: reciprocal rank fusion, ``sum_m w_m / (k + rank_m)`` with k = 60 (Cormack et al. 2009).
+"""
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+MODES = ("dense", "sparse", "colbert", "bm25")
+M3_MODES = ("dense", "sparse", "colbert")
+M3_DEFAULT_WEIGHTS = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
+RRF_K = 60
+
+
+def _weights(modes, weights: Mapping[str, float] | None, default: Mapping[str, float] | None = None) -> dict:
+    out = {}
+    for m in modes:
+        w = (weights or {}).get(m, (default or {}).get(m, 1.0))
+        if w < 0:
+            raise ValueError(f"weight for {m} must be >= 0, got {w}")
+        out[m] = float(w)
+    if sum(out.values()) <= 0:
+        raise ValueError("at least one weight must be > 0")
+    return out
+
+
+def m3_weighted_sum(scores: Mapping[str, np.ndarray], weights: Mapping[str, float] | None = None) -> np.ndarray:
+    """BGE-M3's ``compute_score`` fusion: ``sum(w_m * s_m) / sum(w_m)`` over the modes given (dense, sparse,
+    colbert). Missing weights default to [0.4, 0.2, 0.4]. With all three modes this is
+    ``compute_score(...)['colbert+sparse+dense']``; with dense and sparse, ``['sparse+dense']``."""
+    unknown = set(scores) - set(M3_MODES)
+    if unknown:
+        raise ValueError(f"M3's weighted sum combines dense, sparse and colbert only, not {sorted(unknown)}")
+    w = _weights(scores, weights, M3_DEFAULT_WEIGHTS)
+    total = sum(w.values())
+    return sum(np.asarray(scores[m], np.float64) * w[m] for m in scores) / total
+
+
+def min_max(scores: np.ndarray) -> np.ndarray:
+    """``(s - min) / (max - min)`` over one query's candidates; all zeros when every score is equal."""
+    scores = np.asarray(scores, np.float64)
+    if len(scores) == 0:
+        return scores
+    low, high = scores.min(), scores.max()
+    if high - low <= 0:
+        return np.zeros_like(scores)
+    return (scores - low) / (high - low)
+
+
+def normalized_weighted_sum(scores: Mapping[str, np.ndarray], weights: Mapping[str, float] | None = None
+                            ) -> np.ndarray:
+    """``sum_m w_m * min_max(s_m) / sum_m w_m``, in [0, 1]. Missing weights are 1."""
+    w = _weights(scores, weights)
+    return sum(min_max(scores[m]) * w[m] for m in scores) / sum(w.values())
+
+
+def ranks(scores: np.ndarray) -> np.ndarray:
+    """1-based rank of each score, best first; tied scores share the best rank among them ("min" ranking)."""
+    scores = np.asarray(scores, np.float64)
+    ordered = np.sort(-scores)
+    return (np.searchsorted(ordered, -scores, side="left") + 1).astype(np.int64)
+
+
+def rrf(rank_lists: Mapping[str, np.ndarray], k: int = RRF_K, weights: Mapping[str, float] | None = None
+        ) -> np.ndarray:
+    """Reciprocal rank fusion of 1-based ranks ``{mode: (n,) ranks}``: ``sum_m w_m / (k + rank_m)``.
+    A rank of 0 or less (or NaN) means "not ranked by this mode" and adds nothing. Missing weights are 1."""
+    w = _weights(rank_lists, weights)
+    total = None
+    for m, r in rank_lists.items():
+        r = np.asarray(r, np.float64)
+        part = np.where(np.isfinite(r) & (r > 0), w[m] / (k + np.where(np.isfinite(r), r, 0.0)), 0.0)
+        total = part if total is None else total + part
+    return total

@@ -1,0 +1,743 @@
+"""The Gradio app: a thin layer over :class:`bge_explorer.session.Session`.
+
+Every event handler is a module-level function of plain values plus the browser session's state
+(a :class:`UISession`, created on first use), and returns plain values plus that state, so the
+handlers are testable without a browser. User text (corpus, queries, file names, model paths,
+error messages) reaches the page only as Dataframe text cells, Textbox values, or HTML that went
+through :func:`esc` first.
+"""
+from __future__ import annotations
+
+import html
+import logging
+import os
+import re
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import gradio as gr
+import numpy as np
+import pandas as pd
+
+from . import projection
+from .catalog import CATALOG, DEFAULT_MODEL, EMBEDDERS, RERANKERS
+from .chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
+from .corpus import FORMATS
+from .errors import ExplorerError
+from .models import load_embedder, load_embedder_with_fallback, load_reranker
+from .search import SearchResults
+from .session import Session
+
+log = logging.getLogger(__name__)
+
+SAMPLE_CORPUS = str(Path(__file__).resolve().parent.parent / "assets" / "sample_corpus.jsonl")
+NO_RERANKER = "none"
+INSTRUCTION_MODES = ["model default", "custom", "none"]
+PREVIEW_ROWS = 500
+TEXT_PREVIEW = 300
+DEFAULT_K = 10
+DEFAULT_TOP_N = 20
+MAX_K = 1000
+AUTO_UMAP = os.environ.get("BGE_EXPLORER_AUTO_UMAP", "1") != "0"  # fit UMAP in the background after indexing
+STOPWORDS = set("a an the of and or to in on at for by with is are was were be been it its this that what which who "
+                "how when where why do does did from as".split())
+
+
+# ----------------------------------------------------------------------------------------------------------- state
+
+class UISession(Session):
+    """One browser session: the engine's Session plus what the UI shows (last results, maps)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maps = projection.MapStore()
+        self.results: SearchResults | None = None
+        self.results_k = DEFAULT_K
+        self.results_index: int | None = None  # id of the index the results came from
+        self.query_vector: np.ndarray | None = None
+        self.notice: str | None = None  # offline-fallback notice of the loaded model
+        self.compare: dict[str, pd.DataFrame] = {}
+
+    def map_key(self) -> str:
+        embedder, chunks, _ = self.require_index()
+        return projection.vectors_key(self.vectors, embedder.cache_key)
+
+    def current_results(self) -> SearchResults | None:
+        """The last results, if they came from the index that is loaded now."""
+        if self.results is not None and self.results_index == id(self.index):
+            return self.results
+        return None
+
+    # ZeroGPU runs GPU functions in a forked process and pickles what they return: models are
+    # process-wide, so a session travels without its embedder and finds it again in MODEL_CACHE.
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        embedder = state.pop("embedder", None)
+        if "_hybrid" in state:  # a cache that holds the embedder too; rebuilt on demand
+            state["_hybrid"] = None
+        state["_embedder_ref"] = (embedder.spec, embedder.device) if embedder is not None else None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        ref = state.pop("_embedder_ref", None)
+        self.__dict__.update(state)
+        self.embedder = load_embedder(ref[0], device=ref[1]) if ref else None
+
+
+def get_session(state: Any) -> UISession:
+    """The session held in a ``gr.State``: None until the first event of a browser session, and possibly a
+    plain :class:`Session` put there by another tab (Evaluate), which is taken over with all it holds."""
+    if isinstance(state, UISession):
+        return state
+    session = UISession()
+    if isinstance(state, Session):
+        session.__dict__.update(state.__dict__)
+    return session
+
+
+# ------------------------------------------------------------------------------------------------------- helpers
+
+def esc(text: object) -> str:
+    """Escape user text for gr.HTML: HTML special characters and ``$`` (HTML templates use ``${}``)."""
+    return html.escape(str(text), quote=True).replace("$", "&#36;").replace("`", "&#96;")
+
+
+def query_terms(query: str) -> list[str]:
+    """Words of the query worth highlighting: alphanumeric, 2+ characters, not stopwords; longest first."""
+    words = {w.lower() for w in re.findall(r"\w+", query or "") if len(w) >= 2 and w.lower() not in STOPWORDS}
+    return sorted(words, key=lambda w: (-len(w), w))
+
+
+def highlight(text: str, query: str) -> str:
+    """HTML of ``text`` with the query's words in <mark>: matches are found in the raw text and every
+    piece is escaped on its own, so nothing in the text can become markup."""
+    terms = query_terms(query)
+    if not terms:
+        return esc(text)
+    pattern = re.compile(r"\b(" + "|".join(re.escape(t) for t in terms) + r")\w*", re.IGNORECASE)
+    out, last = [], 0
+    for match in pattern.finditer(text):
+        out.append(esc(text[last:match.start()]))
+        out.append(f"<mark>{esc(match.group(0))}</mark>")
+        last = match.end()
+    out.append(esc(text[last:]))
+    return "".join(out)
+
+
+def snippet(text: str, limit: int = TEXT_PREVIEW) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _fail(exc: Exception) -> gr.Error:
+    """An engine error -> a gr.Error the page shows as a toast (the app keeps serving)."""
+    return gr.Error(esc(exc), print_exception=False)
+
+
+def _box(kind: str, body: str) -> str:
+    """A status panel; ``body`` must already be safe HTML."""
+    return f'<div class="bx-box bx-{kind}">{body}</div>'
+
+
+def _tmpdir() -> str:
+    return tempfile.mkdtemp(prefix="bge-explorer-")
+
+
+def _no_progress(*_args, **_kwargs) -> None:
+    return None
+
+
+# -------------------------------------------------------------------------------------------------------- corpus
+
+def _documents_preview(session: UISession) -> pd.DataFrame:
+    docs = session.corpus.documents.head(PREVIEW_ROWS)
+    return pd.DataFrame({
+        "document": docs["doc_id"].astype(str), "title": docs["title"].astype(str), "source": docs["source"].astype(str),
+        "characters": docs["text"].str.len().astype(int), "text": [snippet(t) for t in docs["text"]]})
+
+
+def _corpus_summary(session: UISession) -> str:
+    corpus = session.corpus
+    files = corpus.sources
+    body = (f"<b>{len(corpus.documents)}</b> documents from <b>{len(files)}</b> file(s): "
+            f"{esc(', '.join(files[:10]))}{' …' if len(files) > 10 else ''}. "
+            "Next: choose a model and build the index.")
+    if len(corpus.documents) > PREVIEW_ROWS:
+        body += f" (The preview shows the first {PREVIEW_ROWS}.)"
+    for note in corpus.notes:
+        body += f"<br>{esc(note)}"
+    return _box("ok", body)
+
+
+def _problems_text(session: UISession) -> str:
+    return "\n".join(session.corpus.problems) if session.corpus and session.corpus.problems else ""
+
+
+def load_corpus(files: Sequence[str] | str | None, text_column: str = "", id_column: str = "",
+                title_column: str = "", state: Any = None):
+    """Read uploaded files (bad files are skipped and named). -> (summary, documents, problems, state)."""
+    session = get_session(state)
+    if isinstance(files, (str, os.PathLike)):
+        files = [files]
+    paths = [str(f) for f in (files or []) if f]
+    if not paths:
+        raise gr.Error("Choose one or more files to upload, or load the sample corpus.")
+    try:
+        session.load_corpus(paths, on_error="skip", text_column=(text_column or "").strip() or None,
+                            id_column=(id_column or "").strip() or None,
+                            title_column=(title_column or "").strip() or None)
+    except ExplorerError as exc:
+        raise _fail(exc) from None
+    session.results = None
+    if session.corpus.problems:
+        gr.Warning(esc(f"{len(session.corpus.problems)} problem(s) while reading: " +
+                       "; ".join(session.corpus.problems[:3])), title="Some input was skipped")
+    return _corpus_summary(session), _documents_preview(session), _problems_text(session), session
+
+
+def load_sample(state: Any = None):
+    """Load the bundled sample corpus. -> (summary, documents, problems, state)."""
+    return load_corpus([SAMPLE_CORPUS], state=state)
+
+
+# ---------------------------------------------------------------------------------------------- model and index
+
+def model_info(model: str) -> str:
+    """What is known about a model before loading it: dimension, default instruction, note."""
+    name = (model or "").strip()
+    spec = CATALOG.get(name)
+    if spec is None:
+        return _box("info", f"Custom model <b>{esc(name)}</b>: a Hub id or a local directory. Its dimension is "
+                            "known once it is loaded; it has no default query instruction "
+                            "(choose pooling and class below if it is not a BGE-style CLS encoder).")
+    if spec.model_class == "reranker":
+        return _box("warn", f"<b>{esc(name)}</b> is a reranker; choose it on the Search tab.")
+    instruction = f"“{esc(spec.instruction)}”" if spec.instruction else "none"
+    return _box("info", f"<b>{esc(spec.name)}</b> ({esc(spec.source)}): dimension {spec.dim}, pooling {spec.pooling}, "
+                        f"max length {spec.max_length} tokens. Default query instruction: {instruction}. "
+                        f"{esc(spec.note)}.")
+
+
+def _load_model(model: str, pooling: str, model_class: str):
+    name = (model or "").strip() or DEFAULT_MODEL
+    options = {}
+    if pooling and pooling != "auto":
+        options["pooling"] = pooling
+    if model_class and model_class != "auto":
+        options["model_class"] = model_class
+    if name in CATALOG:
+        return load_embedder_with_fallback(name, **options)
+    return load_embedder(name, **options), None
+
+
+def loaded_model_html(session: UISession) -> str:
+    embedder = session.embedder
+    if embedder is None:
+        return _box("info", "No model loaded yet.")
+    spec = embedder.spec
+    instruction = f"“{esc(spec.instruction)}”" if spec.instruction else "none"
+    body = (f"Loaded: <b>{esc(spec.name)}</b> from {esc(spec.source)} — dimension {embedder.dim}, pooling "
+            f"{spec.pooling}, max length {spec.max_length}, {esc(embedder.device)} / {esc(embedder.precision)}. "
+            f"Default query instruction: {instruction}.")
+    if session.notice:
+        return _box("warn", f"<b>Offline fallback.</b> {esc(session.notice)}<br>{body}")
+    return _box("ok", body)
+
+
+def _chunks_preview(session: UISession) -> pd.DataFrame:
+    table = session.chunks.table.head(PREVIEW_ROWS)
+    return pd.DataFrame({"document": table["doc_id"].astype(str), "chunk": table["chunk"].astype(int),
+                         "tokens": table["n_tokens"].astype(int), "text": [snippet(t) for t in table["text"]]})
+
+
+def build_index(model: str = DEFAULT_MODEL, pooling: str = "auto", model_class: str = "auto",
+                chunking: str = "tokens", chunk_size: float = DEFAULT_SIZE, overlap: float = DEFAULT_OVERLAP,
+                state: Any = None, progress: Callable = gr.Progress()):
+    """Load the model (shared process-wide), chunk with its tokenizer, embed what is not cached, index.
+
+    -> (loaded model, status, default instruction, chunk preview, chunk counts, state).
+    """
+    session = get_session(state)
+    if session.corpus is None:
+        raise gr.Error("Load a corpus first (Corpus tab).")
+    progress = progress or _no_progress
+    started = time.monotonic()
+    progress(0, desc="Loading model")
+    try:
+        embedder, notice = _load_model(model, pooling, model_class)
+    except ExplorerError as exc:
+        raise _fail(exc) from None
+    if notice:
+        gr.Warning(esc(notice), title="Offline fallback")
+    size = None if chunking == "none" else int(chunk_size)
+
+    def report(done: int, total: int) -> None:
+        progress((done, total), desc="Embedding chunks", unit="chunks")
+
+    before = embedder.corpus_texts_encoded
+    try:
+        chunks = session.build_index(embedder, chunk_size=size, overlap=int(overlap), progress=report)
+    except ExplorerError as exc:
+        raise _fail(exc) from None
+    except ValueError as exc:  # chunk size / overlap out of range
+        raise gr.Error(esc(exc)) from None
+    session.notice, session.results, session.compare = notice, None, {}
+    embedded = embedder.corpus_texts_encoded - before
+    elapsed = time.monotonic() - started
+    if AUTO_UMAP:
+        session.maps.start_umap(session.map_key(), session.vectors)
+    counts = (f"<b>{len(session.corpus.documents)}</b> documents → <b>{len(chunks)}</b> chunks "
+              f"({'one per document' if size is None else f'up to {size} tokens, overlap {int(overlap)}'}); "
+              f"{chunks.dropped_empty} empty chunk(s) dropped.")
+    status = _box("ok", f"Index ready: {len(chunks)} chunks, {embedded} embedded now, {len(chunks) - embedded} "
+                        f"from this session's cache, in {elapsed:.1f} s. Next: search.")
+    return (loaded_model_html(session), status, embedder.spec.instruction, _chunks_preview(session), _box("info", counts),
+            session)
+
+
+# ------------------------------------------------------------------------------------------------------ search
+
+def resolve_instruction(session: UISession, mode: str, text: str | None) -> str:
+    """The instruction string a query is embedded with: the model's default, the custom text, or none."""
+    embedder = session.require_index()[0]
+    if mode == "none":
+        return ""
+    if mode == "custom":
+        return text or ""
+    return embedder.spec.instruction
+
+
+def _reranker(name: str | None):
+    name = (name or "").strip()
+    if not name or name.lower() == NO_RERANKER:
+        return None
+    return load_reranker(name)
+
+
+def movement_label(movement: Any, retrieval_rank: int, k: int, rescored: bool) -> str:
+    """'▲ 3', '▼ 2', '=' or 'new' (came from below the top k); '·' for rows the reranker did not score."""
+    if not rescored:
+        return "·"
+    if retrieval_rank > k:
+        return f"new (was {retrieval_rank})"
+    movement = int(movement)
+    return f"▲ {movement}" if movement > 0 else f"▼ {-movement}" if movement < 0 else "="
+
+
+def final_ranking(results: SearchResults, k: int) -> pd.DataFrame:
+    """The ranking after reranking: the reranked top-n in reranker order, then the rest in retrieval order."""
+    table = results.table
+    reranked = table[table["rerank_rank"].notna()].sort_values("rerank_rank")
+    rest = table[table["rerank_rank"].isna()]
+    return pd.concat([reranked, rest]).head(k).reset_index(drop=True)
+
+
+def before_table(results: SearchResults, k: int, query: str) -> pd.DataFrame:
+    table = results.table.head(k)
+    out = pd.DataFrame({"rank": table["rank"].astype(int), "document": table["doc_id"].astype(str),
+                        "chunk": table["chunk"].astype(int), "score": table["score"].round(4)})
+    out["reranked rank"] = [str(int(r)) if pd.notna(r) else "·" for r in table["rerank_rank"]]  # "·": not rescored
+    out["text"] = [highlight(snippet(t), query) for t in table["text"]]
+    return out
+
+
+def after_table(results: SearchResults, k: int, query: str) -> pd.DataFrame:
+    if not results.reranker:
+        return pd.DataFrame(columns=["rank", "movement", "retrieval rank", "logit", "sigmoid", "score", "document",
+                                     "chunk", "text"])
+    table = final_ranking(results, k)
+    rescored = table["rerank_rank"].notna()
+    return pd.DataFrame({
+        "rank": np.arange(1, len(table) + 1),
+        "movement": [movement_label(m, int(r), k, bool(s))
+                     for m, r, s in zip(table["movement"], table["rank"], rescored)],
+        "retrieval rank": table["rank"].astype(int),
+        "logit": table["rerank_logit"].round(4), "sigmoid": table["rerank_score"].round(4),
+        "score": table["score"].round(4), "document": table["doc_id"].astype(str),
+        "chunk": table["chunk"].astype(int), "text": [highlight(snippet(t), query) for t in table["text"]]})
+
+
+def chunk_detail(row: pd.Series | dict, query: str, header: str = "") -> str:
+    """The full chunk as safe HTML, query words highlighted."""
+    title = f" — {esc(row['title'])}" if row.get("title") else ""
+    return (f'<div class="bx-chunk"><div class="bx-chunk-head">{header}<b>{esc(row["doc_id"])}</b>{title} · '
+            f'chunk {int(row["chunk"])}</div><div class="bx-chunk-text">{highlight(str(row["text"]), query)}</div></div>')
+
+
+def search(query: str, instruction_mode: str = "model default", instruction: str = "", k: float = DEFAULT_K,
+           reranker: str = NO_RERANKER, top_n: float = DEFAULT_TOP_N, state: Any = None):
+    """Retrieve the top k; rerank the top n candidates when a reranker is chosen. Never re-embeds the corpus.
+
+    -> (before, after, summary, detail of the best chunk, state).
+    """
+    session = get_session(state)
+    query = (query or "").strip()
+    k, top_n = max(1, min(int(k), MAX_K)), max(1, min(int(top_n), MAX_K))
+    try:
+        embedder = session.require_index()[0]
+        instr = resolve_instruction(session, instruction_mode, instruction)
+        rr = _reranker(reranker)
+        results = session.search(query, instruction=instr, k=max(k, top_n) if rr else k, reranker=rr, top_n=top_n)
+        session.query_vector = embedder.encode_queries([query], instr)[0]
+    except ExplorerError as exc:
+        raise _fail(exc) from None
+    session.results, session.results_k, session.results_index = results, k, id(session.index)
+    shown = final_ranking(results, k) if rr else results.table.head(k)
+    used = f"“{esc(instr)}”" if instr else "no instruction"
+    summary = f"Query embedded with {used}; top {min(k, len(results.table))} of {len(session.chunks)} chunks"
+    if rr:
+        n = int(results.table["rerank_rank"].notna().sum())
+        moved = int((results.table["movement"].fillna(0) != 0).sum())
+        summary += f"; {esc(rr.spec.name)} rescored the top {n} candidates ({moved} changed place)"
+    detail = chunk_detail(shown.iloc[0], query, "Top result: ") if len(shown) else ""
+    return (before_table(results, k, query), after_table(results, k, query), _box("info", summary + "."), detail,
+            session)
+
+
+def show_chunk(which: str, state: Any, evt: gr.SelectData):
+    """The full text of the row selected in the 'before' or 'after' table."""
+    session = get_session(state)
+    results = session.current_results()
+    if results is None or evt is None or evt.index is None:
+        return gr.skip()
+    row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    table = final_ranking(results, session.results_k) if which == "after" else results.table.head(session.results_k)
+    if not 0 <= int(row) < len(table):
+        return gr.skip()
+    return chunk_detail(table.iloc[int(row)], results.query, f"{'Reranked' if which == 'after' else 'Retrieved'} "
+                                                              f"#{int(row) + 1}: ")
+
+
+def show_before_chunk(state: Any, evt: gr.SelectData):
+    return show_chunk("before", state, evt)
+
+
+def show_after_chunk(state: Any, evt: gr.SelectData):
+    return show_chunk("after", state, evt)
+
+
+def rerun_search(query, instruction_mode, instruction, k, reranker, top_n, state):
+    """Re-run the current query when the instruction, k or reranker changes (no query or index: nothing)."""
+    session = get_session(state)
+    if not (query or "").strip() or session.index is None:
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), session
+    return search(query, instruction_mode, instruction, k, reranker, top_n, session)
+
+
+# ---------------------------------------------------------------------------------------------- compare prefix
+
+def compare_prefix(query: str, instruction: str = "", k: float = DEFAULT_K, state: Any = None):
+    """The same query with and without the instruction (empty -> the model's default), side by side.
+
+    -> (with instruction, without, summary, state).
+    """
+    session = get_session(state)
+    query = (query or "").strip()
+    k = max(1, min(int(k), MAX_K))
+    try:
+        embedder = session.require_index()[0]
+        instr = instruction or embedder.spec.instruction
+        if not instr:
+            gr.Warning("This model has no default query instruction: type one in the instruction box "
+                       "(Model & index tab) to compare.")
+        with_ = session.search(query, instruction=instr, k=k).table
+        without = session.search(query, instruction="", k=k).table
+    except ExplorerError as exc:
+        raise _fail(exc) from None
+    rank_without = dict(zip(without["chunk_id"], without["rank"]))
+    rank_with = dict(zip(with_["chunk_id"], with_["rank"]))
+
+    def change(chunk_id: str, rank: int, other: dict) -> str:
+        if chunk_id not in other:
+            return "only here"
+        delta = int(other[chunk_id]) - int(rank)
+        return f"▲ {delta}" if delta > 0 else f"▼ {-delta}" if delta < 0 else "="
+
+    def table(t: pd.DataFrame, other: dict, other_label: str) -> pd.DataFrame:
+        return pd.DataFrame({"rank": t["rank"].astype(int),
+                             other_label: [str(int(other[c])) if c in other else "—" for c in t["chunk_id"]],
+                             "change": [change(c, r, other) for c, r in zip(t["chunk_id"], t["rank"])],
+                             "score": t["score"].round(4), "document": t["doc_id"].astype(str),
+                             "chunk": t["chunk"].astype(int), "text": [highlight(snippet(x), query) for x in t["text"]]})
+
+    shared = len(set(with_["chunk_id"]) & set(without["chunk_id"]))
+    same_order = sum(1 for c, r in rank_with.items() if rank_without.get(c) == r)
+    n = len(with_)
+    session.compare = {"with": with_, "without": without}
+    summary = (f"Instruction: {'“' + esc(instr) + '”' if instr else 'none'}. Overlap: <b>{shared} of {n}</b> "
+               f"top-{n} chunks shared; {same_order} at the same rank, {n - shared} found only with the instruction.")
+    return (table(with_, rank_without, "rank without"), table(without, rank_with, "rank with"), _box("info", summary),
+            session)
+
+
+# ------------------------------------------------------------------------------------------------------------ map
+
+def _marks(session: UISession) -> tuple[list[int], list[int], str | None, np.ndarray | None]:
+    results = session.current_results()
+    if results is None:
+        return [], [], None, None
+    k = session.results_k
+    retrieved = [int(r) for r in results.row_ids[:k]]
+    reranked: list[int] = []
+    if results.reranker:
+        table = results.table
+        order = table.index[table["rerank_rank"].notna()][np.argsort(table["rerank_rank"].dropna().to_numpy())]
+        reranked = [int(results.row_ids[i]) for i in order[:k]]
+    return retrieved, reranked, results.query, session.query_vector
+
+
+def _figure(session: UISession, proj: projection.Projection, color_by: str):
+    retrieved, reranked, query, qvec = _marks(session)
+    labels = projection.clusters(session.vectors) if color_by == "cluster" else None
+    query_xy = proj.transform(qvec[None, :]) if qvec is not None else None
+    return projection.map_figure(proj, session.chunks.table, color_by=color_by, cluster_labels=labels, query=query,
+                                 query_xy=query_xy, retrieved=retrieved, reranked=reranked)
+
+
+def map_view(color_by: str = "document", state: Any = None):
+    """The map (generator): a PCA preview at once, then UMAP (fitted once per corpus and model) with the
+    last query drawn and its top-k / reranked top-n marked. Yields (figure, status, state)."""
+    session = get_session(state)
+    try:
+        key = session.map_key()
+    except ExplorerError as exc:
+        raise _fail(exc) from None
+    color_by = color_by if color_by in ("document", "cluster") else "document"
+    ready = session.maps.ready(key)
+    if ready is None:
+        pca = session.maps.pca(key, session.vectors)
+        yield (_figure(session, pca, color_by),
+               _box("info", "PCA preview. UMAP is computing (the first map in a fresh process also compiles "
+                            "numba code)…"), session)
+        try:
+            ready = session.maps.umap(key, session.vectors)
+        except RuntimeError as exc:
+            yield gr.skip(), _box("warn", f"UMAP failed, the PCA map stays: {esc(exc)}"), session
+            return
+    note = f" ({esc(ready.note)})" if ready.note else ""
+    label = "UMAP" if ready.kind == "umap" else "PCA"
+    marks = " Query: star; retrieved top-k: open circles; reranked top-n: red diamonds." \
+        if session.current_results() is not None else " Search to see the query on the map."
+    yield (_figure(session, ready, color_by), _box("ok", f"{label} map of {len(ready.coords)} chunks{note}; "
+                                                          f"computed once, reused for every query.{marks}"), session)
+
+
+def export_map(color_by: str = "document", state: Any = None):
+    """The current map as a self-contained HTML file, and as PNG when kaleido is installed. -> (files, note)."""
+    session = get_session(state)
+    try:
+        key = session.map_key()
+    except ExplorerError as exc:
+        raise _fail(exc) from None
+    proj = session.maps.ready(key) or session.maps.pca(key, session.vectors)
+    fig = _figure(session, proj, color_by if color_by in ("document", "cluster") else "document")
+    folder = _tmpdir()
+    files = [projection.export_html(fig, os.path.join(folder, "bge-explorer-map.html"))]
+    png = projection.export_png(fig, os.path.join(folder, "bge-explorer-map.png"))
+    if png:
+        files.append(png)
+        note = "HTML and PNG ready."
+    else:
+        note = ("HTML ready. PNG export needs the kaleido package on the server; the camera icon in the map's "
+                "toolbar saves a PNG from the browser.")
+    return files, _box("info", note)
+
+
+# --------------------------------------------------------------------------------------------------------- export
+
+def export_results(state: Any = None):
+    """The last results table (both rankings) as CSV."""
+    session = get_session(state)
+    results = session.current_results()
+    if results is None:
+        raise gr.Error("Search first: there are no results to export.")
+    path = os.path.join(_tmpdir(), "bge-explorer-results.csv")
+    table = results.table.copy()
+    table.insert(0, "query", results.query)
+    table.insert(1, "instruction", results.instruction)
+    table.insert(2, "reranker", results.reranker or "")
+    table.to_csv(path, index=False)
+    return path
+
+
+def export_chunks(state: Any = None):
+    """The chunk table with one embedding per chunk (list of float32) as Parquet."""
+    session = get_session(state)
+    try:
+        embedder, chunks, _ = session.require_index()
+    except ExplorerError as exc:
+        raise _fail(exc) from None
+    table = chunks.table.copy()
+    table["embedding"] = list(session.vectors.astype(np.float32))
+    table["model"] = embedder.spec.name
+    path = os.path.join(_tmpdir(), "bge-explorer-chunks.parquet")
+    table.to_parquet(path, index=False)
+    return path
+
+
+# ------------------------------------------------------------------------------------------------------------ app
+
+def gpu(fn: Callable, duration: int = 60) -> Callable:
+    """``spaces.GPU`` on Hugging Face ZeroGPU (when the ``spaces`` package imports); the function itself elsewhere."""
+    try:
+        import spaces
+    except ImportError:
+        return fn
+    return spaces.GPU(duration=duration)(fn)
+
+
+def _df(label: str, datatype: list[str] | str = "str", **kwargs) -> gr.Dataframe:
+    return gr.Dataframe(label=label, datatype=datatype, interactive=False, wrap=True, max_height=520,
+                        buttons=["fullscreen", "copy"], **kwargs)
+
+
+INTRO = """# BGE Explorer
+Load a corpus, pick a BGE embedding model and its query instruction, search, rerank, and see where your
+documents and queries sit on a map. Each browser tab has its own corpus and index."""
+
+
+def build_app() -> gr.Blocks:
+    """The Blocks app. Launch it with ``css`` from assets/style.css (see app.py)."""
+    from .ui_evaluate import build_evaluate_tab
+
+    embedder_choices = [name for name in EMBEDDERS]
+    with gr.Blocks(title="BGE Explorer", analytics_enabled=False, fill_width=True) as demo:
+        state = gr.State(None)
+        gr.Markdown(INTRO)
+        loaded_model = gr.HTML(_box("info", "No model loaded yet."), elem_id="loaded-model")
+        with gr.Tabs():
+            with gr.Tab("Corpus", id="corpus"):
+                with gr.Row():
+                    with gr.Column(scale=2):
+                        files = gr.File(label=f"Corpus files ({', '.join(FORMATS)})", file_count="multiple",
+                                        file_types=list(FORMATS), type="filepath", elem_id="corpus-files")
+                    with gr.Column(scale=1):
+                        with gr.Accordion("CSV / JSON columns (optional)", open=False):
+                            text_column = gr.Textbox(label="Text column", placeholder="text")
+                            id_column = gr.Textbox(label="Id column", placeholder="_id / id / row number")
+                            title_column = gr.Textbox(label="Title column", placeholder="title")
+                        load_btn = gr.Button("Load files", variant="primary", elem_id="load-files")
+                        sample_btn = gr.Button("Load the sample corpus", elem_id="load-sample")
+                corpus_summary = gr.HTML(elem_id="corpus-summary")
+                problems = gr.Textbox(label="Problems (skipped files and lines)", lines=2, interactive=False,
+                                      elem_id="corpus-problems")
+                documents = _df("Documents", elem_id="documents")
+                gr.Markdown("### Chunking\nApplied when the index is built, with the model's own tokenizer.")
+                with gr.Row():
+                    chunking = gr.Radio(["tokens", "none"], value="tokens", label="Chunking",
+                                        info="none: one chunk per document")
+                    chunk_size = gr.Number(DEFAULT_SIZE, label="Chunk size (tokens)", precision=0, minimum=1)
+                    overlap = gr.Number(DEFAULT_OVERLAP, label="Overlap (tokens)", precision=0, minimum=0)
+                chunk_counts = gr.HTML(elem_id="chunk-counts")
+                chunks_df = _df("Chunks", elem_id="chunks")
+
+            with gr.Tab("Model & index", id="model"):
+                with gr.Row():
+                    model = gr.Dropdown(embedder_choices, value=DEFAULT_MODEL, allow_custom_value=True,
+                                        label="Embedding model (catalog, Hub id or local path)", elem_id="model")
+                    pooling = gr.Radio(["auto", "cls", "mean"], value="auto", label="Pooling",
+                                       info="auto: the catalog's, or CLS for a custom model")
+                    model_class = gr.Radio(["auto", "encoder", "m3"], value="auto", label="Model class")
+                info = gr.HTML(model_info(DEFAULT_MODEL), elem_id="model-info")
+                with gr.Row():
+                    instruction_mode = gr.Radio(INSTRUCTION_MODES, value="model default", label="Query instruction",
+                                                info="custom: the text below; none: the query alone")
+                    instruction = gr.Textbox(label="Instruction text (prefix of every query)",
+                                             value=CATALOG[DEFAULT_MODEL].instruction, elem_id="instruction")
+                build_btn = gr.Button("Build index", variant="primary", elem_id="build-index")
+                index_status = gr.HTML(elem_id="index-status")
+
+            with gr.Tab("Search", id="search"):
+                with gr.Row():
+                    query = gr.Textbox(label="Query", placeholder="Ask something about your documents",
+                                       scale=4, elem_id="query")
+                    search_btn = gr.Button("Search", variant="primary", scale=1, elem_id="search-btn")
+                with gr.Row():
+                    k = gr.Slider(1, 100, value=DEFAULT_K, step=1, label="Top k")
+                    reranker = gr.Dropdown([NO_RERANKER] + RERANKERS, value=NO_RERANKER, allow_custom_value=True,
+                                           label="Reranker (catalog, Hub id or local path)", elem_id="reranker")
+                    top_n = gr.Slider(1, 200, value=DEFAULT_TOP_N, step=1, label="Candidates the reranker rescores")
+                search_summary = gr.HTML(elem_id="search-summary")
+                with gr.Row(equal_height=False):
+                    before = _df("Retrieval (before reranking)", ["number", "str", "number", "number", "str", "html"],
+                                 elem_id="before", column_widths=["48px", "120px", "52px", "70px", "64px", "360px"])
+                    after = _df("After reranking", ["number", "str", "number", "number", "number", "number", "str",
+                                                    "number", "html"], elem_id="after",
+                                column_widths=["48px", "96px", "64px", "64px", "64px", "64px", "120px", "52px",
+                                               "360px"])
+                detail = gr.HTML(elem_id="chunk-detail")
+
+            with gr.Tab("Compare prefixes", id="compare"):
+                gr.Markdown("The same query with and without the query instruction (the instruction box on the "
+                            "Model & index tab; empty means the model's default).")
+                with gr.Row():
+                    compare_query = gr.Textbox(label="Query", scale=4, elem_id="compare-query")
+                    compare_k = gr.Slider(1, 100, value=DEFAULT_K, step=1, label="Top k")
+                    compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
+                compare_summary = gr.HTML(elem_id="compare-summary")
+                with gr.Row(equal_height=False):
+                    with_df = _df("With the instruction", ["number", "str", "str", "number", "str", "number", "html"],
+                                  elem_id="with-instruction")
+                    without_df = _df("Without", ["number", "str", "str", "number", "str", "number", "html"],
+                                     elem_id="without-instruction")
+
+            with gr.Tab("Map", id="map"):
+                with gr.Row():
+                    color_by = gr.Radio(["document", "cluster"], value="document", label="Colour by")
+                    map_btn = gr.Button("Show map", variant="primary", elem_id="map-btn")
+                    export_map_btn = gr.Button("Export map (HTML / PNG)", elem_id="export-map-btn")
+                map_status = gr.HTML(elem_id="map-status")
+                plot = gr.Plot(label="Chunk embeddings", elem_id="map-plot")
+                map_files = gr.File(label="Map files", file_count="multiple", interactive=False)
+                map_note = gr.HTML()
+
+            with gr.Tab("Export", id="export"):
+                gr.Markdown("Download the current results (both rankings, CSV) or the chunks with their "
+                            "embeddings (Parquet).")
+                with gr.Row():
+                    results_btn = gr.Button("Results (CSV)", elem_id="export-results-btn")
+                    chunks_btn = gr.Button("Chunks with embeddings (Parquet)", elem_id="export-chunks-btn")
+                with gr.Row():
+                    results_file = gr.File(label="Results CSV", interactive=False)
+                    chunks_file = gr.File(label="Chunks Parquet", interactive=False)
+
+            with gr.Tab("Evaluate", id="evaluate"):
+                build_evaluate_tab(state)
+
+        corpus_outputs = [corpus_summary, documents, problems, state]
+        load_btn.click(load_corpus, [files, text_column, id_column, title_column, state], corpus_outputs,
+                       api_name="load_corpus")
+        sample_btn.click(load_sample, [state], corpus_outputs, api_name="load_sample")
+        model.change(model_info, [model], [info], api_name="model_info", queue=False)
+        instruction.input(lambda: "custom", None, [instruction_mode], api_visibility="private", queue=False)
+        build_btn.click(gpu(build_index, 300), [model, pooling, model_class, chunking, chunk_size, overlap, state],
+                        [loaded_model, index_status, instruction, chunks_df, chunk_counts, state],
+                        api_name="build_index", concurrency_limit=1, concurrency_id="models")
+        search_inputs = [query, instruction_mode, instruction, k, reranker, top_n, state]
+        search_outputs = [before, after, search_summary, detail, state]
+        gr.on([search_btn.click, query.submit], gpu(search), search_inputs, search_outputs, api_name="search",
+              concurrency_limit=2, concurrency_id="queries")
+        gr.on([instruction_mode.input, k.release, top_n.release, reranker.input], gpu(rerun_search), search_inputs,
+              search_outputs, api_visibility="private", concurrency_id="queries", trigger_mode="always_last")
+        before.select(show_before_chunk, [state], [detail], api_visibility="private")
+        after.select(show_after_chunk, [state], [detail], api_visibility="private")
+        compare_btn.click(gpu(compare_prefix), [compare_query, instruction, compare_k, state],
+                          [with_df, without_df, compare_summary, state], api_name="compare_prefix",
+                          concurrency_id="queries")
+        map_btn.click(map_view, [color_by, state], [plot, map_status, state], api_name="map", concurrency_limit=2)
+        export_map_btn.click(export_map, [color_by, state], [map_files, map_note], api_name="export_map")
+        results_btn.click(export_results, [state], [results_file], api_name="export_results")
+        chunks_btn.click(export_chunks, [state], [chunks_file], api_name="export_chunks")
+    return demo
+
+
+def preload_default_model() -> str | None:
+    """Load the default model once at start (offline: the packaged fallback); returns the fallback notice."""
+    try:
+        return load_embedder_with_fallback(DEFAULT_MODEL)[1]
+    except ExplorerError as exc:
+        log.warning("default model not preloaded: %s", exc)
+        return None

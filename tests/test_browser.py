@@ -1,0 +1,193 @@
+"""The app in a real browser: Debian's Chromium driven by Playwright (never `playwright install`).
+
+Flow: upload a file, build the index with the default model (offline: the packaged MiniLM, and the page
+says so), search with a custom local reranker, see both rankings and the map. A corpus with HTML and
+script payloads renders as text and runs nothing. Screenshots go to test-artifacts/ and, for the
+README, to assets/screenshots/.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+SCREENSHOTS = ROOT / "assets" / "screenshots"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+PAYLOAD = "<script>alert(1)</script> and <img src=x onerror=alert(1)> and ${alert(1)}"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install -y chromium"),
+]
+
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    import app as app_module
+    from bge_explorer import ui
+
+    ui.AUTO_UMAP = True  # as served: UMAP starts fitting in the background once the index is built
+    demo = app_module.create_app(preload=False, warm_umap=False)
+    demo.queue(default_concurrency_limit=2)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=port,
+                css_paths=[app_module.CSS_PATH])
+    try:
+        yield f"http://127.0.0.1:{port}/"
+    finally:
+        demo.close()
+
+
+@pytest.fixture()
+def page(app_url):
+    ARTIFACTS.mkdir(exist_ok=True)
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        page = context.new_page()
+        page.dialogs, page.console_errors = [], []
+        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
+        page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+        page.goto(app_url, wait_until="domcontentloaded")
+        page.get_by_role("tab", name="Corpus").wait_for(timeout=60_000)
+        yield page
+        context.close()
+        browser.close()
+
+
+def shot(page, name: str, readme: bool = False) -> None:
+    if readme:  # toasts (the offline notice) would cover the page; the notice stays in the loaded-model panel
+        for close in page.locator("[data-testid=toast-body] .toast-close").all():
+            close.click()
+        page.wait_for_timeout(300)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    if readme:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def upload(page, paths: list[str]) -> None:
+    page.locator("#corpus-files input[type=file]").set_input_files(paths)
+    for path in paths:  # the file list shows each name as stem + suffix
+        page.locator("#corpus-files").get_by_text(Path(path).stem, exact=True).first.wait_for(timeout=30_000)
+    page.locator("#load-files").click()
+    page.locator("#corpus-summary").get_by_text("documents from").wait_for(timeout=60_000)
+
+
+def set_dropdown(page, elem_id: str, value: str) -> None:
+    box = page.locator(f"#{elem_id} input").first
+    box.click()
+    box.fill(value)
+    box.press("Enter")
+    page.keyboard.press("Escape")
+
+
+def build_index(page) -> None:
+    open_tab(page, "Model & index")
+    page.locator("#build-index").click()
+    page.locator("#index-status").get_by_text("Index ready").wait_for(timeout=180_000)
+
+
+def search(page, query: str) -> None:
+    open_tab(page, "Search")
+    page.locator("#query textarea").fill(query)
+    page.locator("#search-btn").click()
+    page.locator("#search-summary").get_by_text("Query embedded").wait_for(timeout=120_000)
+
+
+def test_upload_index_search_rerank_and_map(page, sample_corpus, tiny_reranker):
+    upload(page, [sample_corpus])
+    documents = page.locator("#documents")
+    documents.locator("[role=gridcell]", has_text="Eiffel Tower").first.wait_for()
+    assert page.locator("#corpus-summary").inner_text().startswith("26 documents")
+    shot(page, "1-corpus", readme=True)
+
+    build_index(page)
+    loaded = page.locator("#loaded-model").inner_text()
+    assert "all-MiniLM-L6-v2" in loaded and "Offline fallback" in loaded  # no Hub here: the page says so
+    open_tab(page, "Corpus")
+    page.locator("#chunk-counts").get_by_text("chunks").wait_for()
+    open_tab(page, "Model & index")
+    shot(page, "2-index", readme=True)
+
+    open_tab(page, "Search")
+    set_dropdown(page, "reranker", tiny_reranker)
+    search(page, "when was the eiffel tower built")
+    before, after = page.locator("#before"), page.locator("#after")
+    assert before.locator("[role=row]").count() > 5 and after.locator("[role=row]").count() > 5
+    assert "eiffel-tower" in before.inner_text()
+    assert "movement" in after.inner_text() and "logit" in after.inner_text()
+    assert before.locator("mark").count() > 0  # query words highlighted
+    assert "rescored the top" in page.locator("#search-summary").inner_text()
+    shot(page, "3-search", readme=True)
+
+    open_tab(page, "Map")
+    page.locator("#map-btn").click()
+    page.locator("#map-status").get_by_text("UMAP map").wait_for(timeout=240_000)
+    plot = page.locator("#map-plot .js-plotly-plot")
+    plot.wait_for(timeout=30_000)
+    assert plot.locator("canvas").count() > 0  # WebGL scatter drawn
+    legend = page.locator("#map-plot g.legend").first.text_content()
+    assert "query" in legend and "retrieved top" in legend and "reranked top" in legend
+    page.wait_for_timeout(500)
+    shot(page, "4-map", readme=True)
+    assert page.dialogs == []
+
+
+def test_html_and_script_in_a_corpus_render_as_text(page, tmp_path):
+    evil = tmp_path / "evil.jsonl"
+    evil.write_text(
+        '{"_id": "<b>bold-id</b>", "title": "<img src=x onerror=alert(2)>", "text": "%s volcano lava"}\n'
+        '{"_id": "plain", "title": "Plain", "text": "Bees make honey in hives."}\n' % PAYLOAD.replace('"', '\\"'))
+    broken = tmp_path / "o'brien.csv"
+    broken.write_text("title,body\nx,y\n")
+    upload(page, [str(evil), str(broken)])
+    documents = page.locator("#documents")
+    documents.locator("[role=gridcell]", has_text="<b>bold-id</b>").first.wait_for()
+    assert "<script>alert(1)</script>" in documents.inner_text()
+    assert "o'brien.csv" in page.locator("#corpus-problems textarea").input_value()
+    toast = page.get_by_test_id("toast-body").first
+    toast.wait_for(timeout=10_000)
+    assert "o'brien.csv" in toast.inner_text()  # escaped for HTML, shown as the plain name
+
+    open_tab(page, "Corpus")
+    page.get_by_label("none").first.check()  # one chunk per document
+    build_index(page)
+    search(page, "<script> volcano lava")
+    before = page.locator("#before")
+    before.locator("[role=gridcell]", has_text="alert(1)").first.wait_for()
+    cells = [c.inner_text() for c in before.locator("[role=gridcell]").all()]
+    assert any(PAYLOAD in " ".join(c.split()) for c in cells), cells
+    detail = page.locator("#chunk-detail")
+    assert "<b>bold-id</b>" in detail.inner_text() and "<img src=x onerror=alert(2)>" in detail.inner_text()
+    shot(page, "payload-as-text")
+
+    # nothing became markup, nothing ran
+    assert page.locator("img[src='x']").count() == 0
+    assert page.locator("b:text-is('bold-id')").count() == 0
+    assert page.evaluate("() => [...document.scripts].filter(s => s.textContent.includes('alert(')).length") == 0
+    page.wait_for_timeout(1000)
+    assert page.dialogs == []
+    assert not [e for e in page.console_errors if re.search(r"alert|onerror|Content Security", e)]

@@ -1,0 +1,267 @@
+"""Hybrid retrieval against FlagEmbedding's own M3 scoring and bm25s, with the tiny random M3 model (fp32)."""
+from __future__ import annotations
+
+import bm25s
+import numpy as np
+import pandas as pd
+import pytest
+
+from bge_explorer import fusion
+from bge_explorer.colbert import ColbertStore, colbert_score
+from bge_explorer.corpus import Corpus
+from bge_explorer.errors import ExplorerError
+from bge_explorer.hybrid import HybridIndex
+from bge_explorer.models import load_embedder, load_reranker
+from bge_explorer.random_models import WORDS
+from bge_explorer.session import Session
+from bge_explorer.sparse import SparseIndex
+
+rng = np.random.default_rng(11)
+QUERIES = ["blood cancer risk in patients", "eiffel tower paris", "the music of the river", "protein gene cell study"]
+
+
+def corpus(n=40) -> Corpus:
+    texts = [" ".join(rng.choice(WORDS, rng.integers(5, 30))) for _ in range(n)]
+    titles = [" ".join(rng.choice(WORDS, 2)) if i % 3 == 0 else "" for i in range(n)]
+    return Corpus(pd.DataFrame(dict(doc_id=[f"doc{i}" for i in range(n)], title=titles, text=texts, source="gen",
+                                    page_starts=None)))
+
+
+@pytest.fixture(scope="module")
+def m3(tiny_m3):
+    return load_embedder(tiny_m3, model_class="m3", precision="fp32", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def session(m3):
+    session = Session()
+    session.set_corpus(corpus())
+    session.build_index(m3, chunk_size=None)
+    return session
+
+
+@pytest.fixture(scope="module")
+def exact(session):
+    """A HybridIndex keeping ColBERT vectors in float32, for equality with FlagEmbedding."""
+    return HybridIndex(session.chunks, session.embedder, session.index, session.vectors, colbert_dtype="float32")
+
+
+def reference(m3, texts):
+    """Lexical weights and ColBERT vectors straight from BGEM3FlagModel.encode."""
+    out = m3.model.encode(list(texts), max_length=m3.spec.max_length, return_dense=True, return_sparse=True,
+                          return_colbert_vecs=True)
+    return out["lexical_weights"], out["colbert_vecs"]
+
+
+def test_sparse_scores_equal_compute_lexical_matching_score_for_every_pair(session, m3):
+    passages = session.chunks.passages()
+    q_lex, _ = reference(m3, QUERIES)
+    p_lex, _ = reference(m3, passages)
+    expected = m3.model.compute_lexical_matching_score(q_lex, p_lex)  # (queries, chunks)
+    index = session.hybrid().sparse_index()
+    assert index.matrix.shape == (len(passages), m3.vocab_size)
+    np.testing.assert_allclose(index.scores_many(q_lex), expected, rtol=1e-5, atol=1e-6)
+    for i, q in enumerate(q_lex):
+        np.testing.assert_allclose(index.scores(q), expected[i], rtol=1e-5, atol=1e-6)
+    assert (expected > 0).any()
+
+
+def test_sparse_mode_ranks_by_lexical_score_best_first(session, m3):
+    q_lex, _ = reference(m3, QUERIES[:1])
+    p_lex, _ = reference(m3, session.chunks.passages())
+    expected = m3.model.compute_lexical_matching_score(q_lex, p_lex)[0]
+    results = session.hybrid_search(QUERIES[0], "sparse", k=10)
+    order = np.lexsort((np.arange(len(expected)), -expected))
+    order = order[expected[order] > 0][:10]
+    assert results.row_ids.tolist() == order.tolist()
+    np.testing.assert_allclose(results.table["score"], expected[order], rtol=1e-5)
+    np.testing.assert_allclose(results.table["sparse_score"], expected[order], rtol=1e-5)
+    assert results.table["sparse_rank"].tolist() == list(range(1, len(order) + 1))
+
+
+def test_colbert_scores_equal_flagembedding_colbert_score(session, m3, exact):
+    _, q_col = reference(m3, QUERIES)
+    _, p_col = reference(m3, session.chunks.passages())
+    store = exact.enable_colbert()
+    rows = np.arange(len(p_col))
+    for i, q in enumerate(q_col):
+        expected = np.array([float(m3.model.colbert_score(q, p)) for p in p_col])
+        np.testing.assert_allclose(store.scores(q, rows), expected, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose([colbert_score(q, p) for p in p_col], expected, rtol=1e-5, atol=1e-6)
+        shuffled = rng.permutation(rows)[:7]
+        np.testing.assert_allclose(store.scores(q, shuffled), expected[shuffled], rtol=1e-5, atol=1e-6)
+    half = ColbertStore([store.chunk(r) for r in rows], "float16")
+    assert half.nbytes < store.nbytes
+    np.testing.assert_allclose(half.scores(q_col[0], rows), store.scores(q_col[0], rows), atol=2e-3)
+
+
+@pytest.mark.parametrize("weights", [[0.4, 0.2, 0.4], [1.0, 0.3, 1.0]])
+def test_m3_fusion_equals_compute_score(session, m3, exact, weights):
+    n = len(session.chunks)
+    query = QUERIES[0]
+    passages = session.chunks.passages()
+    exact.enable_colbert()
+    named = dict(zip(("dense", "sparse", "colbert"), weights))
+    ranking = exact.retrieve([query], "hybrid", fusion="m3", weights=named, k=n)[0]
+    assert sorted(ranking.rows.tolist()) == list(range(n))  # k = all: every chunk is a candidate
+    # batch_size=1: compute_score pads a batch, and padded passage tokens (zero vectors) enter ColBERT's max
+    ref = m3.model.compute_score([(query, p) for p in passages], batch_size=1, weights_for_different_modes=weights)
+    rows = ranking.rows
+    for mode in ("dense", "sparse", "colbert"):
+        np.testing.assert_allclose(ranking.scores[mode], np.asarray(ref[mode])[rows], atol=1e-5)
+    np.testing.assert_allclose(ranking.score, np.asarray(ref["colbert+sparse+dense"])[rows], atol=1e-5)
+    two = exact.retrieve([query], "hybrid", fusion="m3", weights=named, components=["dense", "sparse"], k=n)[0]
+    np.testing.assert_allclose(two.score, np.asarray(ref["sparse+dense"])[two.rows], atol=1e-5)
+    assert np.all(np.diff(ranking.score) <= 0)
+
+
+def test_rrf_matches_a_hand_computed_example():
+    ranks = {"dense": np.array([1, 2, 3, 4]), "bm25": np.array([3, 1, 2, 0])}  # 0: not ranked by bm25
+    expected = np.array([1 / 61 + 1 / 63, 1 / 62 + 1 / 61, 1 / 63 + 1 / 62, 1 / 64])
+    np.testing.assert_allclose(fusion.rrf(ranks), expected)
+    np.testing.assert_allclose(fusion.rrf(ranks, k=60, weights={"dense": 2.0}),
+                               [2 / 61 + 1 / 63, 2 / 62 + 1 / 61, 2 / 63 + 1 / 62, 2 / 64])
+    assert fusion.ranks(np.array([0.5, 0.9, 0.5, 0.1])).tolist() == [2, 1, 2, 4]
+    np.testing.assert_allclose(fusion.min_max(np.array([2.0, 4.0, 3.0])), [0.0, 1.0, 0.5])
+    np.testing.assert_allclose(fusion.normalized_weighted_sum({"a": np.array([2.0, 4.0]), "b": np.array([1.0, 0.0])},
+                                                              {"a": 3.0, "b": 1.0}), [0.25, 0.75])
+
+
+def test_rrf_and_weighted_hybrid_use_each_modes_ranks_and_scores(session):
+    results = session.hybrid_search(QUERIES[1], "hybrid", fusion="rrf", k=15)
+    table = results.table
+    assert set(results.components) == {"dense", "sparse", "bm25"}
+    expected = sum(1 / (60 + table[f"{m}_rank"].to_numpy()) for m in results.components)
+    np.testing.assert_allclose(table["score"], expected)
+    assert np.all(np.diff(table["score"]) <= 0) and table["rank"].tolist() == list(range(1, len(table) + 1))
+    weighted = session.hybrid_search(QUERIES[1], "hybrid", fusion="weighted", weights={"bm25": 2.0}, k=15)
+    assert weighted.weights == {"dense": 1.0, "sparse": 1.0, "bm25": 2.0}
+    assert weighted.table["score"].between(0, 1).all()
+
+
+def test_bm25_equals_bm25s_directly_and_needs_no_model():
+    session = Session()
+    session.set_corpus(corpus(60))
+    chunks = session.chunk_only()
+    assert session.embedder is None and len(chunks) == 60
+    passages = chunks.passages()
+    retriever = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
+    retriever.index(bm25s.tokenize(passages, stopwords="en", show_progress=False), show_progress=False)
+    for query in QUERIES:
+        tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)
+        expected = retriever.get_scores([t for t in tokens[0] if t in retriever.vocab_dict])
+        results = session.hybrid_search(query, "bm25", k=10)
+        np.testing.assert_allclose(results.table["bm25_score"], expected[results.row_ids], rtol=1e-6)
+        docs, scores = retriever.retrieve(tokens, k=len(results.table), show_progress=False)
+        np.testing.assert_allclose(results.table["score"], scores[0], rtol=1e-6)
+        assert set(results.row_ids.tolist()) == set(docs[0].tolist()) or len(set(np.round(scores[0], 5))) < len(docs[0])
+    with pytest.raises(ExplorerError, match="BGE-M3"):
+        session.hybrid().sparse_index()
+    with pytest.raises(ExplorerError):
+        session.hybrid_search("river", "dense")
+
+
+def test_explanation_contributions_sum_to_the_scores(session, m3):
+    query = QUERIES[0]
+    results = session.hybrid_search(query, "sparse", k=5)
+    row = int(results.row_ids[0])
+    explanation = session.hybrid().explain(query, row, top=None)
+    lexical = explanation.lexical
+    assert len(lexical.overlap) > 0
+    assert lexical.overlap["contribution"].sum() == pytest.approx(results.table["sparse_score"].iloc[0], rel=1e-5)
+    assert lexical.score == pytest.approx(results.table["sparse_score"].iloc[0], rel=1e-5)
+    np.testing.assert_allclose(lexical.overlap["contribution"],
+                               lexical.overlap["query_weight"] * lexical.overlap["passage_weight"], rtol=1e-6)
+    q_lex, q_col = reference(m3, [query])
+    assert set(lexical.query["token_id"].astype(str)) == set(q_lex[0])
+    assert all(isinstance(t, str) and t for t in lexical.overlap["token"])
+    words = set(query.split())
+    assert set(lexical.overlap["token"]) <= words  # the tiny vocabulary has every query word as one token
+    colbert = explanation.colbert
+    _, p_col = reference(m3, [session.chunks.passages([row])[0]])
+    assert colbert.similarity.shape == (len(q_col[0]), len(p_col[0]))
+    assert len(colbert.query_tokens) == len(q_col[0]) and colbert.query_tokens[-1] == "[SEP]"
+    assert colbert.score == pytest.approx(float(m3.model.colbert_score(q_col[0], p_col[0])), rel=1e-5)
+    assert colbert.table()["similarity"].tolist() == pytest.approx(colbert.similarity.max(axis=1).tolist())
+    bm25_score = session.hybrid().bm25_index().scores(query)[row]
+    assert explanation.bm25["contribution"].sum() == pytest.approx(float(bm25_score), rel=1e-5)
+
+
+def test_changing_mode_or_weights_encodes_only_the_query(session, monkeypatch):
+    index = session.hybrid()
+    index.sparse_index(), index.enable_colbert()
+    encoded = []
+    real = session.embedder.encode_m3
+
+    def counting(texts, **kwargs):
+        encoded.append(len(texts))
+        return real(texts, **kwargs)
+
+    monkeypatch.setattr(session.embedder, "encode_m3", counting)
+    for mode, options in [("sparse", {}), ("colbert", {}), ("hybrid", {"weights": {"dense": 1, "sparse": 0.3}}),
+                          ("hybrid", {"fusion": "rrf"}), ("dense", {})]:
+        session.hybrid_search(QUERIES[2], mode, k=5, **options)
+    assert encoded == [1] * 5
+    assert session.hybrid() is index
+    memory = index.memory()
+    assert set(memory) >= {"dense", "sparse", "colbert", "bm25"} and all(v > 0 for v in memory.values())
+    assert index.colbert_estimate_bytes() == index.enable_colbert().vectors.nbytes
+    index.disable_colbert()
+    assert "colbert" not in index.memory()
+
+
+def test_colbert_mode_rescores_dense_and_sparse_candidates(session, exact):
+    exact.enable_colbert()
+    results = exact.search(QUERIES[3], "colbert", k=8)
+    table = results.table
+    assert {"dense_score", "sparse_score", "colbert_score"} <= set(table.columns)
+    np.testing.assert_allclose(table["score"], table["colbert_score"])
+    assert np.all(np.diff(table["colbert_score"]) <= 0)
+
+
+def test_reranker_applies_after_fusion(session, tiny_reranker):
+    reranker = load_reranker(tiny_reranker, precision="fp32")
+    results = session.hybrid_search(QUERIES[0], "hybrid", k=12, reranker=reranker, top_n=5)
+    assert results.table["rerank_rank"].notna().sum() == 5
+    assert sorted(results.reranked()["rerank_rank"].tolist()) == [1, 2, 3, 4, 5]
+    assert results.reranker == reranker.spec.name and results.mode == "hybrid" and results.fusion == "m3"
+
+
+def test_mode_errors_are_explained(session, tiny_encoder):
+    with pytest.raises(ExplorerError, match="dense, sparse and colbert only"):
+        session.hybrid_search("river", "hybrid", fusion="m3", components=["dense", "bm25"])
+    with pytest.raises(ExplorerError, match="mode must be"):
+        session.hybrid_search("river", "splade")
+    other = Session()
+    other.set_corpus(corpus(10))
+    other.build_index(load_embedder(tiny_encoder, precision="fp32"), chunk_size=None)
+    with pytest.raises(ExplorerError, match="BGE-M3"):
+        other.hybrid_search("river", "sparse")
+    mixed = other.hybrid_search("river music", "hybrid", fusion="weighted", k=5)  # dense of any model + BM25
+    assert mixed.components == ("dense", "bm25")
+
+
+def test_encode_m3_in_bf16_returns_all_three_and_keeps_dense_unchanged(tiny_m3):
+    bf16 = load_embedder(tiny_m3, model_class="m3", precision="bf16", device="cpu")
+    texts = ["eiffel tower paris", "protein gene cell"]
+    out = bf16.encode_m3(texts, dense=True, sparse=True, colbert=True)
+    np.testing.assert_allclose(out.dense, bf16.encode_queries(texts), atol=1e-6)
+    assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in out.colbert)
+    assert all(isinstance(w, dict) for w in out.lexical)
+
+
+def test_sparse_index_from_weights_drops_ids_outside_the_vocabulary():
+    index = SparseIndex.from_weights([{"1": 0.5, "3": 0.25}, {"3": 1.0, "99": 2.0}], vocab_size=10)
+    np.testing.assert_allclose(index.scores({"3": 2.0, "99": 1.0}), [0.5, 2.0])
+    assert index.row_weights(1) == {3: 1.0}
+    scores, rows = index.search({"1": 1.0}, k=5)
+    assert rows.tolist() == [0] and scores.tolist() == [0.5]
+
+
+def test_a_query_sharing_no_term_gives_an_empty_table_not_an_error():
+    session = Session()
+    session.set_corpus(corpus(10))
+    session.chunk_only()
+    results = session.hybrid_search("the of and", "bm25", k=5)  # stopwords only
+    assert len(results.table) == 0 and len(results.row_ids) == 0
+    assert session.hybrid().explain("the of and", 0).bm25.empty

@@ -1,0 +1,47 @@
+"""A published number, reproduced: BM25 on BEIR SciFact (test split), nDCG@10 = 0.665 (BEIR paper, Table 2).
+
+No model: documents are chunked whole (``title + " " + text``) and indexed with bm25s at the engine's
+defaults (Lucene BM25, k1=1.5, b=0.75, English stopwords, no stemming). A few seconds; marked slow.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+import pytrec_eval
+
+from bge_explorer.session import Session
+from conftest import SCIFACT
+
+BEIR_BM25_NDCG_AT_10 = 0.665  # Thakur et al., NeurIPS 2021 datasets track, BM25 on SciFact
+TOLERANCE = 0.01
+
+
+@pytest.mark.slow
+def test_scifact_bm25_reproduces_the_published_ndcg():
+    qrels_path = os.path.join(SCIFACT, "qrels", "test.tsv")
+    if not os.path.isfile(qrels_path):
+        pytest.skip(f"SciFact data is not at {SCIFACT} (BEIR test split: corpus.jsonl, queries.jsonl, "
+                    "qrels/test.tsv); nothing to reproduce against")
+    qrels: dict[str, dict[str, int]] = {}
+    with open(qrels_path, newline="") as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            qrels.setdefault(row["query-id"], {})[row["corpus-id"]] = int(row["score"])
+    with open(os.path.join(SCIFACT, "queries.jsonl")) as f:
+        queries = {r["_id"]: r["text"] for r in map(json.loads, f) if r["_id"] in qrels}
+    session = Session()
+    session.load_corpus([os.path.join(SCIFACT, "corpus.jsonl")])
+    chunks = session.chunk_only(chunk_size=None)
+    assert len(chunks) == 5183 and len(queries) == 300
+    ids = list(queries)
+    rankings = session.hybrid().retrieve([queries[q] for q in ids], "bm25", k=100)
+    doc_ids = chunks.table["doc_id"].to_numpy()
+    run = {q: {str(doc_ids[r]): float(s) for r, s in zip(ranking.rows, ranking.score)}
+           for q, ranking in zip(ids, rankings)}
+    per_query = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
+    ndcg = float(np.mean([per_query[q]["ndcg_cut_10"] for q in ids]))
+    print(f"BM25 SciFact nDCG@10 = {ndcg:.4f} (BEIR: {BEIR_BM25_NDCG_AT_10})")
+    assert ndcg == pytest.approx(BEIR_BM25_NDCG_AT_10, abs=TOLERANCE)
