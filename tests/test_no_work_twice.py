@@ -1,0 +1,44 @@
+"""No work twice: what a session may change without re-embedding its corpus or re-fitting its map."""
+from __future__ import annotations
+
+from bge_explorer import random_models, ui
+from bge_explorer.catalog import BGE_EN_INSTRUCTION
+
+
+def test_prefix_k_reranker_and_map_colouring_trigger_no_corpus_encode_and_no_umap_fit(
+        tiny_encoder, tiny_reranker, sample_corpus):
+    *_, session = ui.load_corpus([sample_corpus])
+    *_, session = ui.build_index(tiny_encoder, chunk_size=48, overlap=8, state=session, progress=None)
+    ui.search("eiffel tower", "model default", "", 10, ui.NO_RERANKER, 5, session)
+    list(ui.map_view("document", session))
+    encoded, fits = session.embedder.corpus_texts_encoded, session.maps.umap_fits
+    assert fits == 1
+    for mode, instruction, k, reranker, top_n, colour in [
+            ("none", "", 10, ui.NO_RERANKER, 5, "cluster"),
+            ("custom", BGE_EN_INSTRUCTION, 3, tiny_reranker, 3, "document"),
+            ("model default", "", 50, tiny_reranker, 20, "cluster")]:
+        ui.search("eiffel tower", mode, instruction, k, reranker, top_n, session)
+        frames = list(ui.map_view(colour, session))
+        assert "UMAP" in frames[-1][1]
+    assert session.embedder.corpus_texts_encoded == encoded
+    assert session.maps.umap_fits == fits
+
+
+def test_switching_back_to_an_earlier_model_reuses_its_embeddings(tiny_encoder, sample_corpus, tmp_path):
+    other = random_models.build(tmp_path / "other", "encoder", seed=11)
+    *_, session = ui.load_corpus([sample_corpus])
+    *_, session = ui.build_index(tiny_encoder, chunk_size=48, overlap=8, state=session, progress=None)
+    first = session.vectors.copy()
+    *_, session = ui.build_index(other, chunk_size=48, overlap=8, state=session, progress=None)
+    _, status, *_ = ui.build_index(tiny_encoder, chunk_size=48, overlap=8, state=session, progress=None)
+    assert f"0 embedded now, {len(session.chunks)} from this session's cache" in status
+    assert (session.vectors == first).all()
+
+
+def test_embedding_caches_are_per_session(tiny_encoder, sample_corpus):
+    """A shared cache would let one visitor learn from timing that another uploaded the same text."""
+    *_, first = ui.load_corpus([sample_corpus])
+    *_, first = ui.build_index(tiny_encoder, chunking="none", state=first, progress=None)
+    *_, second = ui.load_corpus([sample_corpus])
+    _, status, *_ = ui.build_index(tiny_encoder, chunking="none", state=second, progress=None)
+    assert f"{len(second.chunks)} embedded now, 0 from this session's cache" in status
