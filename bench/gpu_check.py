@@ -65,7 +65,7 @@ def main() -> None:
         for fp16 in (False, True):
             model = FlagModel(model_dir, use_fp16=fp16, devices="cuda:0", batch_size=256)
             speeds[fp16] = len(passages) / timed(lambda: model.encode_corpus(passages, max_length=512), 2)
-            del model
+            model = None  # free the GPU memory before the next load
         engine = load_embedder(model_dir, device="cuda:0")
         engine_speed = len(passages) / timed(lambda: engine.encode_corpus(passages), 2)
         print(f"{size + ' embed, passages/s':<44}{speeds[False]:>12.0f}{speeds[True]:>12.0f}"

@@ -80,7 +80,8 @@ def _local_model_dir(path: str) -> str:
     real = os.path.realpath(path)
     roots = allowed_roots()
     if roots and not any(os.path.commonpath([real, root]) == root for root in roots):
-        raise ValueError(f"'{path}' is outside the directories local models may be loaded from")
+        raise ValueError(f"'{path}' is outside the directories local models may be loaded from "
+                         "(BGE_EXPLORER_MODEL_ROOTS)")
     if not os.path.isfile(os.path.join(real, "config.json")):
         raise ValueError(f"'{path}' is a directory but holds no model (no config.json)")
     return real
@@ -98,6 +99,12 @@ def resolve_spec(name_or_path: str, *, model_class: ModelClass | None = None, po
     by_source = {spec.source: spec for spec in CATALOG.values()}
     spec = CATALOG.get(name_or_path) or by_source.get(name_or_path)
     if spec is None:
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", name_or_path):
+            raise ValueError(f"'{name_or_path[:200]}' is a URL; give a Hub id like 'BAAI/bge-small-en-v1.5', "
+                             "a catalog name or a local directory (URLs are never fetched)")
+        if ".." in re.split(r"[\\/]", name_or_path):
+            raise ValueError(f"'{name_or_path[:200]}': '..' is not allowed in a model path; give an absolute path "
+                             "or a Hub id")
         if os.path.isdir(name_or_path):
             source = _local_model_dir(name_or_path)
         elif HUB_ID.match(name_or_path) and ".." not in name_or_path:

@@ -13,8 +13,11 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from .errors import LimitError
+
 DEFAULT_SIZE = 256
 DEFAULT_OVERLAP = 32
+SEGMENT_CHARS = 200_000  # longer documents are tokenized in pieces of about this many characters
 CHUNK_COLUMNS = ["chunk_id", "doc_id", "chunk", "title", "text", "start", "end", "page", "n_tokens", "source"]
 
 
@@ -55,20 +58,69 @@ def windows(word_starts: np.ndarray, size: int, overlap: int) -> list[tuple[int,
     return out
 
 
+def _segments(text: str, limit: int = SEGMENT_CHARS):
+    """``(start, piece)`` pieces of ``text`` of at most about ``limit`` characters, cut just after whitespace
+    (so a word-level tokenizer gives the same tokens as on the whole text)."""
+    start, n = 0, len(text)
+    while start < n:
+        end = min(start + limit, n)
+        if end < n:
+            cut = max(text.rfind(c, start, end) for c in " \n\t\r")
+            if cut > start:
+                end = cut + 1
+        yield start, text[start:end]
+        start = end
+
+
+def _token_offsets(texts: list[str], tokenizer, size: int | None, max_chunks: int | None, rows: list):
+    """Per document, its token offsets ``(n_tokens, 2)``: short documents are tokenized in batches, long ones
+    in pieces, so memory stays bounded whatever the corpus. Past ``max_chunks`` (chunks already made are
+    ``len(rows)``; a document of more than ``room x size`` tokens cannot fit) raises LimitError early,
+    before the rest is tokenized."""
+    def encode(pieces: list[str]) -> list[np.ndarray]:
+        encoded = tokenizer(pieces, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+        return [np.asarray(o, dtype=np.int64).reshape(-1, 2) for o in encoded["offset_mapping"]]
+
+    def over(tokens: int) -> None:
+        if max_chunks is not None and size is not None and tokens > (max_chunks - len(rows)) * size:
+            raise LimitError(f"more than {max_chunks:,} chunks of up to {size} tokens: over the limit of "
+                             f"{max_chunks:,} chunks (BGE_EXPLORER_MAX_CHUNKS); use larger chunks or fewer documents")
+
+    batch: list[str] = []
+    for i, text in enumerate(texts + [None]):  # None: flush the last batch
+        if text is not None and len(text) <= SEGMENT_CHARS and sum(map(len, batch)) + len(text) <= 5 * SEGMENT_CHARS:
+            batch.append(text)
+            continue
+        if batch:
+            yield from encode(batch)  # the caller appends rows between documents, so `over` sees them
+            batch = []
+        if text is None:
+            break
+        if len(text) <= SEGMENT_CHARS:
+            batch.append(text)
+            continue
+        parts, tokens = [], 0
+        for start, piece in _segments(text):
+            offsets = encode([piece])[0] + start
+            tokens += len(offsets)
+            over(tokens)
+            parts.append(offsets)
+        yield np.concatenate(parts) if parts else np.zeros((0, 2), dtype=np.int64)
+
+
 def chunk_documents(documents: pd.DataFrame, tokenizer, size: int | None = DEFAULT_SIZE,
-                    overlap: int = DEFAULT_OVERLAP) -> Chunks:
+                    overlap: int = DEFAULT_OVERLAP, max_chunks: int | None = None) -> Chunks:
     """Documents (corpus.COLUMNS) -> :class:`Chunks`. ``size=None``: one chunk per document.
 
     ``tokenizer`` is a Hugging Face fast tokenizer (offsets are needed). Raises ValueError for a
-    size below 1 or an overlap outside ``[0, size)``.
+    size below 1 or an overlap outside ``[0, size)``. With ``max_chunks``, raises LimitError as soon as
+    the chunks cannot fit, before the rest of the corpus is tokenized.
     """
     if size is not None and (size < 1 or not 0 <= overlap < size):
         raise ValueError(f"chunk size must be >= 1 and overlap in [0, size); got size={size}, overlap={overlap}")
-    texts = documents["text"].tolist()
-    encoded = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
     rows, dropped = [], 0
-    for d, doc in enumerate(documents.itertuples(index=False)):
-        offsets = np.asarray(encoded["offset_mapping"][d], dtype=np.int64).reshape(-1, 2)
+    docs = documents.itertuples(index=False)
+    for doc, offsets in zip(docs, _token_offsets(documents["text"].tolist(), tokenizer, size, max_chunks, rows)):
         text = doc.text
         if size is None or len(offsets) == 0:
             spans = [(0, len(offsets))]
@@ -90,6 +142,9 @@ def chunk_documents(documents: pd.DataFrame, tokenizer, size: int | None = DEFAU
             rows.append((f"{doc.doc_id}#{number}", doc.doc_id, number, doc.title, chunk_text, start, end, page,
                          e - s, doc.source))
             number += 1
+        if max_chunks is not None and len(rows) > max_chunks:
+            raise LimitError(f"at least {len(rows):,} chunks is over the limit of {max_chunks:,} chunks "
+                             "(BGE_EXPLORER_MAX_CHUNKS); use larger chunks or fewer documents")
     table = pd.DataFrame(rows, columns=CHUNK_COLUMNS)
     table["page"] = table["page"].astype("Int64")
     return Chunks(table, dropped)

@@ -15,7 +15,7 @@ from .qrels import Benchmark, load_beir, load_judgments
 from .session import Session
 
 CONFIG_FIELDS = {"model", "instruction", "reranker", "top_n", "chunk_size", "overlap", "pooling", "model_class",
-                 "precision", "label"}
+                 "precision", "label", "mode", "fusion", "weights", "components"}
 
 
 def stage_progress():
@@ -36,7 +36,7 @@ def stage_progress():
 
 
 def add_evaluate_command(commands) -> None:
-    from .cli import add_instruction_options, add_model_options
+    from .cli import add_instruction_options, add_model_options, add_retrieval_options
 
     ev = commands.add_parser(
         "evaluate", help="nDCG, recall, MRR and MAP on labelled queries; --ab compares two configurations",
@@ -54,6 +54,7 @@ def add_evaluate_command(commands) -> None:
                       help="leave out judgments of documents that are not in the corpus instead of stopping")
     add_model_options(ev)
     add_instruction_options(ev)
+    add_retrieval_options(ev)
     ev.add_argument("--reranker", metavar="NAME_OR_PATH", help="cross-encoder to rerank the top n documents with")
     ev.add_argument("--top-n", type=int, default=DEFAULT_EVAL_TOP_N,
                     help=f"documents the reranker rescores per query (default {DEFAULT_EVAL_TOP_N})")
@@ -64,7 +65,8 @@ def add_evaluate_command(commands) -> None:
     ev.add_argument("--per-query", metavar="FILE.csv", help="write the per-query table as CSV")
 
     ab = ev.add_argument_group("A/B", "--ab evaluates a second configuration B: the options above with the --b-* "
-                                      "changes (none given: the instruction switched on/off)")
+                                      "changes (none given: the instruction switched on/off), e.g. --ab --b-mode "
+                                      "hybrid asks whether hybrid beats dense")
     ab.add_argument("--ab", action="store_true", help="compare with configuration B")
     ab.add_argument("--b-model", metavar="NAME_OR_PATH")
     group = ab.add_mutually_exclusive_group()
@@ -76,6 +78,7 @@ def add_evaluate_command(commands) -> None:
     group.add_argument("--b-no-reranker", action="store_true")
     ab.add_argument("--b-top-n", type=int)
     ab.add_argument("--b-chunk-size", type=int)
+    add_retrieval_options(ab, "b-")
     ab.add_argument("--ab-config", metavar="FILE.json", help='JSON {"a": {...}, "b": {...}} with fields '
                                                               f'{", ".join(sorted(CONFIG_FIELDS))}; implies --ab')
     ab.add_argument("--resamples", type=int, default=10_000, help="random sign flips and bootstrap samples")
@@ -98,24 +101,52 @@ def load_data(args: argparse.Namespace) -> Benchmark:
     return Benchmark(corpus, load_judgments(args.qrels, args.queries), "", args.split)
 
 
-def config_a(args: argparse.Namespace) -> EvalConfig:
-    model = args.model
-    if not model:
-        from .models import load_embedder_with_fallback
+def default_model(precision: str) -> str:
+    """The default model's name, or the offline fallback's when it cannot be had (said on stderr)."""
+    from .models import load_embedder_with_fallback
 
-        embedder, notice = load_embedder_with_fallback(DEFAULT_MODEL, precision=args.precision)
-        if notice:
-            print(f"note: {notice}", file=sys.stderr)
-        model = embedder.spec.name
+    embedder, notice = load_embedder_with_fallback(DEFAULT_MODEL, precision=precision)
+    if notice:
+        print(f"note: {notice}", file=sys.stderr)
+    return embedder.spec.name
+
+
+def retrieval_fields(args: argparse.Namespace, prefix: str = "") -> dict:
+    """The EvalConfig fields the --mode/--fusion/--weights/--components options (or B's) set."""
+    from .cli import hybrid_components, parse_weights
+
+    fields: dict = {}
+    if getattr(args, f"{prefix}mode"):
+        fields["mode"] = getattr(args, f"{prefix}mode")
+    if getattr(args, f"{prefix}fusion"):
+        fields["fusion"] = getattr(args, f"{prefix}fusion")
+    if getattr(args, f"{prefix}components") or getattr(args, f"{prefix}weights"):
+        if prefix and not getattr(args, f"{prefix}mode"):
+            args = argparse.Namespace(**{**vars(args), f"{prefix}mode": args.mode})
+        components = hybrid_components(args, prefix)
+        if components is not None:
+            fields["components"] = components
+        weights = parse_weights(getattr(args, f"{prefix}weights"), components)
+        if weights is not None:
+            fields["weights"] = weights
+    return fields
+
+
+def config_a(args: argparse.Namespace) -> EvalConfig:
+    fields = retrieval_fields(args)
+    model = args.model
+    probe = EvalConfig(model=None, **fields)
+    if not model and probe.needs_model:
+        model = default_model(args.precision)
     instruction = "" if args.no_instruction else args.instruction
     return EvalConfig(model=model, instruction=instruction, reranker=args.reranker, top_n=args.top_n,
                       chunk_size=args.chunk_size or None, overlap=args.overlap, pooling=args.pooling,
                       model_class=args.model_class,
-                      precision=args.precision)
+                      precision=args.precision, **fields)
 
 
 def config_b(args: argparse.Namespace, a: EvalConfig) -> EvalConfig:
-    changes: dict = {}
+    changes: dict = retrieval_fields(args, "b_")
     if args.b_model:
         changes.update(model=args.b_model, pooling=None, model_class=None)
     if args.b_instruction is not None:
@@ -134,7 +165,12 @@ def config_b(args: argparse.Namespace, a: EvalConfig) -> EvalConfig:
         changes["chunk_size"] = args.b_chunk_size or None
     if not changes:  # the common question: with and without the instruction
         changes["instruction"] = None if a.instruction == "" else ""
-    return a.with_(**changes)
+    if changes.get("mode") not in (None, "hybrid") and "components" not in changes:
+        changes["components"] = None  # A's hybrid components mean nothing to a single mode
+    b = a.with_(**changes)
+    if b.needs_model and not b.model:
+        b = b.with_(model=default_model(args.precision))
+    return b
 
 
 def _from_json(base: EvalConfig, fields: dict, name: str) -> EvalConfig:
@@ -158,15 +194,21 @@ def configs(args: argparse.Namespace) -> tuple[EvalConfig, EvalConfig | None]:
         if not isinstance(spec, dict) or "b" not in spec:
             raise ExplorerError('--ab-config: expected {"a": {...}, "b": {...}} ("a" optional)')
         a = _from_json(a, spec.get("a", {}), "a")
-        return a, _from_json(a, spec["b"], "b")
+        b = _from_json(a, spec["b"], "b")
+        if b.needs_model and not b.model:
+            b = b.with_(model=default_model(args.precision))
+        return a, b
     return a, (config_b(args, a) if args.ab else None)
 
 
 def format_result(result: EvaluationResult) -> str:
     c = result.config
+    mode = c.get("mode", "dense")
+    how = f"mode {mode}" + (f" ({c['bm25']})" if c.get("bm25") else "")
     lines = [f"{result.label}",
-             f"  {c['queries']} queries, {c['documents']} documents, {c['chunks']} chunks; instruction "
-             f"{c['instruction']!r}; document score: {c['document_score']}"]
+             f"  {c['queries']} queries, {c['documents']} documents, {c['chunks']} chunks; {how}; "
+             + (f"instruction {c['instruction']!r}; " if c.get("pooling") else "no embedding model; ")
+             + f"document score: {c['document_score']}"]
     stages = ["retrieval"] + (["reranked"] if result.reranked is not None else [])
     for stage in stages:
         lines.append(result.table(stage).to_string(float_format=lambda x: f"{x:.4f}"))

@@ -26,6 +26,9 @@ from .errors import CorpusError
 OnError = Literal["raise", "skip"]
 FORMATS = (".txt", ".md", ".csv", ".tsv", ".jsonl", ".json", ".pdf")
 PREFERRED = ["cp1252", "latin_1", "iso8859_15", "cp1250", "cp1251"]
+WESTERN = ["cp1252", "latin_1", "iso8859_15"]
+LATIN_LOOKALIKES = {"cp1257", "cp1250", "iso8859_2", "iso8859_4", "iso8859_10", "iso8859_13", "iso8859_16", "cp775",
+                    "mac_latin2"}
 COLUMNS = ["doc_id", "title", "text", "source", "page_starts"]
 
 
@@ -65,6 +68,12 @@ def decode(data: bytes, name: str, notes: list[str] | None = None) -> str:
     # Equally plausible single-byte guesses: prefer the Western ones, by far the most common.
     best = min(tied, key=lambda m: (-m.coherence, PREFERRED.index(m.encoding) if m.encoding in PREFERRED else 99),
                default=None)
+    if best is not None and best.encoding in LATIN_LOOKALIKES:
+        # Central European / Baltic code pages read Western text with almost no "chaos" but turn è into č and à
+        # into ą: a Western code page nearly as plausible wins.
+        western = [m for m in matches if m.encoding in WESTERN and m.chaos <= best.chaos + 0.15]
+        if western:
+            best = min(western, key=lambda m: WESTERN.index(m.encoding))
     if best is None or best.encoding in ("utf_8", "utf-8"):
         line = data[:first_bad].count(b"\n") + 1
         raise CorpusError(name, "not valid UTF-8 and its encoding could not be detected", line)
@@ -78,7 +87,10 @@ def _record(doc_id: str, text: str, source: str, title: str = "", page_starts: l
 
 
 def _read_plain(data: bytes, name: str, notes: list[str]) -> Iterator[dict]:
-    yield _record(name, decode(data, name, notes), name)
+    text = decode(data, name, notes)
+    if not text.strip():
+        raise CorpusError(name, "the file holds only whitespace: no text to index")
+    yield _record(name, text, name)
 
 
 def _read_delimited(data: bytes, name: str, notes: list[str], problems: list[str] | None, text_column: str | None,

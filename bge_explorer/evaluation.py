@@ -13,12 +13,18 @@ Judgments refer to documents. When the corpus is chunked, a document's score is 
 chunks: retrieval asks the index for as many chunks as it takes to see 100 distinct documents. With
 a reranker, the top ``top_n`` documents (each represented by its best chunk) are rescored by the
 cross-encoder and put in its order; the documents below keep their retrieval order.
+
+Modes other than dense (``sparse``, ``colbert``, ``bm25``, ``hybrid``) retrieve through
+:meth:`bge_explorer.hybrid.HybridIndex.retrieve` and go through the same chunk -> document rule (best
+fused score of a document's chunks). ``bm25`` needs no model: without one (or without chunking) no
+embedding model is loaded at all.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
+import weakref
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -184,9 +190,14 @@ class EvalConfig:
     ``instruction``: None uses the model's own query instruction, ``""`` none, any other string is used
     as is (it is prepended to each query). ``chunk_size`` None: one chunk per document, truncated at
     the model's max length (as MTEB does). ``reranker`` None: retrieval only.
+
+    ``mode``: ``dense`` (FAISS, the default), ``sparse`` / ``colbert`` (BGE-M3 models), ``bm25`` (no model;
+    ``model`` is then only used, if given, to chunk by its tokenizer; without one chunk sizes count words)
+    or ``hybrid``, fused with ``fusion`` (``m3``, ``weighted``, ``rrf``) over ``components`` (None: the
+    model's own modes, ColBERT only when named) with ``weights`` (``{mode: weight}``; see docs/hybrid.md).
     """
 
-    model: str = OFFLINE_MODEL
+    model: str | None = OFFLINE_MODEL
     instruction: str | None = None
     reranker: str | None = None
     top_n: int = DEFAULT_EVAL_TOP_N
@@ -196,19 +207,67 @@ class EvalConfig:
     model_class: str | None = None
     precision: str = "auto"
     label: str = ""
+    mode: str = "dense"
+    fusion: str = "m3"
+    weights: tuple[tuple[str, float], ...] | Mapping[str, float] | None = None
+    components: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        from .hybrid import FUSIONS, MODES
+
+        if self.mode not in MODES:
+            raise ExplorerError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.fusion not in FUSIONS:
+            raise ExplorerError(f"fusion must be one of {', '.join(FUSIONS)}, not {self.fusion!r}")
+        if self.weights is not None:
+            pairs = self.weights.items() if isinstance(self.weights, Mapping) else self.weights
+            weights = tuple(sorted((str(m), float(w)) for m, w in pairs))
+            unknown = [m for m, _ in weights if m not in ("dense", "sparse", "colbert", "bm25")]
+            if unknown:
+                raise ExplorerError(f"weights name unknown mode(s) {', '.join(unknown)}; "
+                                    "use dense, sparse, colbert, bm25")
+            object.__setattr__(self, "weights", weights or None)
+        if self.components is not None:
+            components = tuple(str(c) for c in ([self.components] if isinstance(self.components, str)
+                                                else self.components))
+            unknown = [c for c in components if c not in ("dense", "sparse", "colbert", "bm25")]
+            if unknown:
+                raise ExplorerError(f"components name unknown mode(s) {', '.join(unknown)}; "
+                                    "use dense, sparse, colbert, bm25")
+            object.__setattr__(self, "components", components or None)
 
     def with_(self, **changes) -> "EvalConfig":
         return dataclasses.replace(self, **changes)
 
-    def describe(self, embedder: Embedder | None = None) -> str:
-        """A short label: the given one, or model + instruction + reranker + chunking."""
+    @property
+    def weight_map(self) -> dict[str, float] | None:
+        return dict(self.weights) if self.weights else None  # type: ignore[arg-type]
+
+    @property
+    def needs_model(self) -> bool:
+        """Whether an embedding model computes scores: every mode but BM25 alone."""
+        return not (self.mode == "bm25" or (self.mode == "hybrid" and self.components == ("bm25",)))
+
+    def describe(self, embedder: Embedder | None = None, components: Sequence[str] | None = None,
+                 weights: Mapping[str, float] | None = None) -> str:
+        """A short label: the given one, or model + mode + instruction + reranker + chunking."""
         if self.label:
             return self.label
         instruction = self.instruction if self.instruction is not None else (
             embedder.spec.instruction if embedder else None)
-        parts = [self.model.rstrip("/").split("/")[-1]]
-        parts.append("model's instruction" if instruction is None else
-                     "no instruction" if instruction == "" else f"instruction {instruction.strip()[:40]!r}")
+        parts = []
+        if self.needs_model and self.model:
+            parts.append(self.model.rstrip("/").split("/")[-1])
+        if self.mode == "hybrid":
+            comps = list(components or self.components or [])
+            w = weights or self.weight_map or {}
+            mix = " + ".join(f"{m} {w[m]:g}" if m in w else m for m in comps) or "default modes"
+            parts.append(f"hybrid {self.fusion} ({mix})")
+        elif self.mode != "dense":
+            parts.append(self.mode.upper() if self.mode == "bm25" else self.mode)
+        if self.needs_model:
+            parts.append("model's instruction" if instruction is None else
+                         "no instruction" if instruction == "" else f"instruction {instruction.strip()[:40]!r}")
         if self.reranker:
             parts.append(f"rerank top {self.top_n} with {self.reranker.rstrip('/').split('/')[-1]}")
         if self.chunk_size:
@@ -316,13 +375,87 @@ def build_eval_index(session: Session, embedder: Embedder, chunk_size: int | Non
     return chunks, DenseIndex(vectors)
 
 
-def _load_models(config: EvalConfig) -> tuple[Embedder, Reranker | None]:
+def _load_models(config: EvalConfig) -> tuple[Embedder | None, Reranker | None]:
+    """The configuration's embedder (None for BM25 without chunking or without a model: nothing is loaded)
+    and reranker."""
     from .models import load_embedder, load_reranker
 
-    embedder = load_embedder(config.model, pooling=config.pooling, model_class=config.model_class,
-                             precision=config.precision)
+    embedder = None
+    if config.needs_model or (config.model and config.chunk_size):
+        if not config.model:
+            raise ExplorerError(f"mode {config.mode} needs an embedding model; name one (only bm25 works without)")
+        embedder = load_embedder(config.model, pooling=config.pooling, model_class=config.model_class,
+                                 precision=config.precision)
     reranker = load_reranker(config.reranker, precision=config.precision) if config.reranker else None
     return embedder, reranker
+
+
+# Per session: hybrid indexes of recent (model, chunking) pairs, so A/B configurations sharing a model and
+# chunking reuse the sparse index, ColBERT vectors and BM25 index. Weak keys: dropped with the session.
+_HYBRIDS: "weakref.WeakKeyDictionary[Session, dict]" = weakref.WeakKeyDictionary()
+_HYBRIDS_KEPT = 2
+
+
+def build_eval_hybrid(session: Session, embedder: Embedder | None, config: EvalConfig,
+                      progress: StageProgress | None = None):
+    """(chunks, HybridIndex) for a non-dense configuration, reused from an earlier configuration of this session
+    with the same model and chunking. Lexical weights are computed before the dense vectors so that BGE-M3
+    encodes each passage once for both; both go to the session's caches."""
+    from .bm25 import WordTokenizer
+    from .hybrid import HybridIndex
+
+    if session.corpus is None:
+        raise ExplorerError("Load a corpus first (or give a BEIR dataset with its corpus.jsonl).")
+    use_model = embedder if config.needs_model else None
+    key = (id(session.corpus), embedder.cache_key if embedder is not None else None, use_model is not None,
+           config.chunk_size, config.overlap if config.chunk_size else None)
+    kept = _HYBRIDS.setdefault(session, {})
+    if key in kept and kept[key][0] is session.corpus:
+        kept[key] = kept.pop(key)  # most recently used last
+        return kept[key][1], kept[key][2]
+    tokenizer = embedder.tokenizer if embedder is not None else WordTokenizer()
+    chunks = chunk_documents(session.corpus.documents, tokenizer, config.chunk_size, config.overlap)
+    if len(chunks) == 0:
+        raise ExplorerError("The corpus has no text to index: every chunk was empty.")
+    index = vectors = None
+    if use_model is not None:
+        vectors = session.embed_chunks(use_model, chunks, _stage(progress, "embed"))
+        index = DenseIndex(vectors)
+    hybrid = HybridIndex(chunks, use_model, index, vectors, lexical_cache=session.lexical_cache,
+                         embedding_cache=session.cache)
+    kept[key] = (session.corpus, chunks, hybrid)
+    while len(kept) > _HYBRIDS_KEPT:
+        kept.pop(next(iter(kept)))
+    return chunks, hybrid
+
+
+def retrieve_documents_hybrid(hybrid, chunks: Chunks, queries: Sequence[str], instruction: str, config: EvalConfig,
+                              depth: int = DEPTH) -> tuple[list[tuple[np.ndarray, np.ndarray, np.ndarray]], np.ndarray]:
+    """As :func:`retrieve_documents`, for any mode: fused chunk rankings -> documents by their best chunk."""
+    doc_ids, chunk_docs = np.unique(chunks.table["doc_id"].to_numpy(dtype=object).astype(str), return_inverse=True)
+    n_chunks, n_docs = len(chunks), len(doc_ids)
+    want = min(depth, n_docs)
+    per_doc = n_chunks / max(n_docs, 1)
+    k = min(n_chunks, want if per_doc == 1 else int(math.ceil(want * per_doc * 2)))
+    results: list = [None] * len(queries)
+    todo = list(range(len(queries)))
+    while todo:
+        rankings = hybrid.retrieve([queries[i] for i in todo], config.mode, fusion=config.fusion,
+                                   weights=config.weight_map, components=config.components,
+                                   instruction=instruction, k=k)
+        short = []
+        for i, ranking in zip(todo, rankings):
+            results[i] = documents_of([ranking.score], [ranking.rows], chunk_docs, depth)[0]
+            if len(results[i][0]) < want and k < n_chunks and len(ranking.rows) >= k:
+                short.append(i)  # more chunks exist that could bring new documents
+        todo = short
+        k = min(n_chunks, k * 4)
+    return results, doc_ids
+
+
+def _lexical_count(session: Session, embedder: Embedder | None) -> int:
+    """Passages whose M3 lexical weights the session holds for this model (to count encoding work)."""
+    return 0 if embedder is None else session.lexical_cache.count(embedder)
 
 
 def evaluate(session: Session, judgments: Judgments, config: EvalConfig, *,
@@ -341,12 +474,41 @@ def evaluate(session: Session, judgments: Judgments, config: EvalConfig, *,
         raise ExplorerError("Load a corpus first (or give a BEIR dataset with its corpus.jsonl).")
     judgments = judgments.check_corpus(session.corpus.documents["doc_id"].astype(str), missing)
     embedder, reranker = _load_models(config)
-    instruction = embedder.spec.instruction if config.instruction is None else config.instruction
+    if not config.needs_model:
+        instruction = ""  # BM25 scores the query as typed
+    else:
+        instruction = embedder.spec.instruction if config.instruction is None else config.instruction
     timings: dict[str, float] = {}
 
     start = time.perf_counter()
-    encoded_before = embedder.corpus_texts_encoded
-    chunks, index = build_eval_index(session, embedder, config.chunk_size, config.overlap, progress)
+    encoded_before = embedder.corpus_texts_encoded if embedder is not None else 0
+    lexical_before = _lexical_count(session, embedder)
+    hybrid = None
+    comps: tuple[str, ...] = ("dense",)
+    used_weights: dict[str, float] = {}
+    if config.mode == "dense":
+        from .embedder import M3Embedder
+
+        if isinstance(embedder, M3Embedder):  # one M3 pass gives the lexical weights too: a B in sparse or hybrid
+            _, hybrid_for_cache = build_eval_hybrid(session, embedder, config, progress)  # mode reuses them
+            chunks, index = hybrid_for_cache.chunks, hybrid_for_cache.index
+        else:
+            chunks, index = build_eval_index(session, embedder, config.chunk_size, config.overlap, progress)
+    else:
+        from . import fusion as fz
+
+        chunks, hybrid = build_eval_hybrid(session, embedder, config, progress)
+        if config.mode == "hybrid" and config.components is None:
+            # the model's own modes, ColBERT only when named: the same whatever an earlier configuration built
+            pool = fz.M3_MODES if config.fusion == "m3" else fz.MODES
+            config = config.with_(components=tuple(m for m in pool if m != "colbert"
+                                                   and m in hybrid.available_modes()))
+        comps, _ = hybrid.plan(config.mode, config.fusion, config.components)
+        if config.mode == "hybrid":
+            used_weights = fz._weights(comps, config.weight_map,
+                                       fz.M3_DEFAULT_WEIGHTS if config.fusion == "m3" else None)
+        if "colbert" in comps or (config.mode == "colbert"):
+            hybrid.enable_colbert(_stage(progress, "ColBERT vectors"))
     timings["index_s"] = round(time.perf_counter() - start, 3)
 
     query_ids = list(judgments.queries)
@@ -355,7 +517,13 @@ def evaluate(session: Session, judgments: Judgments, config: EvalConfig, *,
     start = time.perf_counter()
     if progress:
         progress("search", 0, len(queries))
-    docs, doc_ids = retrieve_documents(embedder, index, chunks, queries, instruction, depth)
+    if hybrid is None:
+        docs, doc_ids = retrieve_documents(embedder, index, chunks, queries, instruction, depth)
+    else:
+        try:
+            docs, doc_ids = retrieve_documents_hybrid(hybrid, chunks, queries, instruction, config, depth)
+        except ValueError as exc:  # a weight below 0, or all weights 0
+            raise ExplorerError(str(exc)) from None
     if progress:
         progress("search", len(queries), len(queries))
     rankings = [doc_ids[codes].tolist() for codes, _, _ in docs]
@@ -379,16 +547,28 @@ def evaluate(session: Session, judgments: Judgments, config: EvalConfig, *,
         reranked.index = retrieval.index
         first_after = first_relevant(reranked_rankings, qrels)
 
+    scorer = embedder if config.needs_model else None
     resolved = {
-        "label": config.describe(embedder), "model": config.model, "model_identity": embedder.identity,
-        "pooling": embedder.spec.pooling, "max_length": embedder.spec.max_length, "precision": embedder.precision,
+        "label": config.describe(embedder, comps if config.mode == "hybrid" else None, used_weights or None),
+        "mode": config.mode, "fusion": config.fusion if config.mode == "hybrid" else None,
+        "components": list(comps), "weights": used_weights or None,
+        "bm25": hybrid.bm25_settings.describe() if hybrid is not None and "bm25" in comps else None,
+        "model": config.model if embedder is not None else None,
+        "model_identity": embedder.identity if embedder is not None else None,
+        "pooling": scorer.spec.pooling if scorer else None, "max_length": scorer.spec.max_length if scorer else None,
+        "precision": embedder.precision if embedder is not None else None,
         "instruction": instruction, "reranker": config.reranker,
         "top_n": config.top_n if config.reranker else None,
         "chunk_size": config.chunk_size, "overlap": config.overlap if config.chunk_size else None,
-        "document_score": "best chunk" if config.chunk_size else "whole document (one chunk, truncated)",
+        "chunk_unit": ("tokens" if embedder is not None else "words") if config.chunk_size else None,
+        "document_score": ("best chunk" if config.chunk_size else
+                           "whole document (one chunk" + (", truncated)" if scorer else ")")),
         "queries": len(query_ids), "documents": int(len(session.corpus.documents)), "chunks": len(chunks),
-        "passages_embedded": embedder.corpus_texts_encoded - encoded_before,
+        "passages_embedded": ((embedder.corpus_texts_encoded - encoded_before if embedder is not None else 0)
+                              + _lexical_count(session, embedder) - lexical_before),
     }
+    if hybrid is not None:
+        resolved["index_memory_bytes"] = hybrid.memory()
     notes = list(judgments.notes)
     if chunks.dropped_empty:
         notes.append(f"{chunks.dropped_empty} empty document(s)/chunk(s) were not indexed")

@@ -70,11 +70,16 @@ class LexicalCache:
             texts = [text_of[d] for d in missing]
             got = embedder.encode_m3(texts, dense=embedding_cache is not None, sparse=True, progress=progress)
             store.update(zip(missing, got.lexical))
+            embedder.corpus_texts_encoded += len(missing)
             if embedding_cache is not None:
                 embedding_cache.add(embedder, texts, got.dense)
         elif progress:
             progress(len(passages), len(passages))
         return [store[d] for d in digests]
+
+    def count(self, embedder: Embedder) -> int:
+        """How many passages' weights are kept for this model."""
+        return len(self._store.get(embedder.cache_key, {}))
 
 
 @dataclasses.dataclass
@@ -193,6 +198,7 @@ class HybridIndex:
             got = embedder.encode_m3([text_of[k] for k in missing], dense=False, sparse=False, colbert=True,
                                      progress=progress)
             known.update(zip(missing, got.colbert))
+            embedder.corpus_texts_encoded += len(missing)
         self._colbert = ColbertStore([known[k] for k in keys], self.colbert_dtype)
         self._colbert_keys = keys
         return self._colbert
@@ -343,15 +349,16 @@ class HybridIndex:
 
     def explain(self, query: str, row: int, *, instruction: str = "", top: int | None = 20) -> Explanation:
         """Why chunk ``row`` matched ``query``: lexical overlap and ColBERT alignment (M3 models; the chunk's
-        token vectors are computed for this one chunk if ColBERT is off) and BM25 per-term contributions."""
+        weights come from the lexical cache, its token vectors are computed for this one chunk if ColBERT is
+        off) and BM25 per-term contributions."""
         lexical = colbert = None
         if self.is_m3:
             embedder: M3Embedder = self.embedder  # type: ignore[assignment]
             text = instruction + query
-            got = embedder.encode_m3([text], dense=False, sparse=True, colbert=True)
-            lexical = explain_lexical(got.lexical[0], self.sparse_index().row_weights(row), embedder.decode_tokens,
-                                      top)
             passage = self.passages[row]
+            got = embedder.encode_m3([text], dense=False, sparse=True, colbert=True)
+            lexical = explain_lexical(got.lexical[0], self.lexical_cache.weights(embedder, [passage])[0],
+                                      embedder.decode_tokens, top)
             p_vecs = (self._colbert.chunk(row) if self._colbert is not None
                       else embedder.encode_m3([passage], dense=False, sparse=False, colbert=True).colbert[0])
             q_ids, p_ids = embedder.token_ids(text)[1:], embedder.token_ids(passage)[1:]

@@ -57,3 +57,20 @@ class Limits:
                              "(BGE_EXPLORER_MAX_QUERY_CHARS)")
         if not 1 <= k <= self.max_k:
             raise LimitError(f"k must be between 1 and {self.max_k:,} (BGE_EXPLORER_MAX_K); got {k:,}")
+
+
+def model_concurrency() -> int:
+    """How many events that use a model (index builds, searches, comparisons, evaluations) run at once, in all;
+    the others wait in the queue. BGE_EXPLORER_MODEL_CONCURRENCY, default 2 on the CPU (compute-bound: more at
+    once only shares the same cores and adds activation memory) and 4 on a GPU."""
+    value = os.environ.get("BGE_EXPLORER_MODEL_CONCURRENCY")
+    if value:
+        return max(1, int(value))
+    from .devices import default_device
+
+    return 4 if default_device().startswith("cuda") else 2
+
+
+def gradio_max_file_size(limits: Limits | None = None) -> int:
+    """Bytes for ``launch(max_file_size=...)``: Gradio refuses a bigger upload while it streams in."""
+    return int((limits or Limits.from_env()).max_upload_mb * 2**20)

@@ -171,12 +171,34 @@ def _param_bytes(module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
+def check_remote_code(path: str, name: str) -> None:
+    """Refuse a model whose config asks to run its own code (``auto_map``) unless the operator trusts remote code.
+
+    transformers would not run it either with ``trust_remote_code=False``; this says so clearly, before any load.
+    """
+    if trust_remote_code():
+        return
+    import json
+
+    for config in ("config.json", "tokenizer_config.json"):
+        try:
+            with open(os.path.join(path, config), encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError, RecursionError):
+            continue
+        if isinstance(data, dict) and data.get("auto_map"):
+            raise ModelLoadError(name, f"its {config} asks to run custom code from the repository (auto_map); remote "
+                                       "code is off on this server (the operator can enable it with "
+                                       "BGE_EXPLORER_TRUST_REMOTE_CODE=1)")
+
+
 def _load(spec: ModelSpec, device: str, precision: str, batch_size: int | None):
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.set_verbosity_error()  # no per-load reports of unused pooler weights
     transformers_logging.disable_progress_bar()
     path, identity = locate(spec)
+    check_remote_code(path, spec.name)
     use_fp16 = device.startswith("cuda")
     common = dict(use_fp16=use_fp16, devices=device, trust_remote_code=trust_remote_code())
     try:

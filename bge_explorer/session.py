@@ -2,22 +2,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from .chunking import DEFAULT_OVERLAP, DEFAULT_SIZE, Chunks, chunk_documents
 from .corpus import Corpus, OnError, load_corpus
-from .embedder import Embedder, Progress
+from .embedder import Embedder, M3Embedder, Progress
 from .embedding_cache import EmbeddingCache
 from .errors import ExplorerError
+from .hybrid import HybridIndex, HybridResults, LexicalCache
 from .index import DenseIndex
 from .limits import Limits
 from .reranker import Reranker
 from .search import DEFAULT_K, DEFAULT_TOP_N, SearchResults, search
-
-if TYPE_CHECKING:
-    from .hybrid import HybridIndex, HybridResults
 
 
 class Session:
@@ -32,8 +30,8 @@ class Session:
         self.chunks: Chunks | None = None
         self.vectors: np.ndarray | None = None
         self.index: DenseIndex | None = None
+        self.lexical_cache = LexicalCache()  # M3 lexical weights, like ``cache`` for dense vectors
         self._hybrid: HybridIndex | None = None
-        self._lexical_cache = None  # hybrid.LexicalCache, created on first use
 
     def load_corpus(self, paths: Sequence[str | Path], *, on_error: OnError = "raise", **options) -> Corpus:
         """Read files (see :func:`bge_explorer.corpus.load_corpus`); the previous index is dropped."""
@@ -49,13 +47,22 @@ class Session:
         """Chunk with the model's tokenizer, embed (cached chunks are not re-embedded), index."""
         if self.corpus is None:
             raise ExplorerError("Load a corpus first.")
-        chunks = chunk_documents(self.corpus.documents, embedder.tokenizer, chunk_size, overlap)
+        chunks = chunk_documents(self.corpus.documents, embedder.tokenizer, chunk_size, overlap,
+                                 max_chunks=self.limits.max_chunks)
         if len(chunks) == 0:
             raise ExplorerError("The corpus has no text to index: every chunk was empty.")
         self.limits.check_chunks(len(chunks))
-        vectors = self.cache.embed(embedder, chunks.passages(), progress)
+        vectors = self.embed_chunks(embedder, chunks, progress)
         self.embedder, self.chunks, self.vectors, self.index = embedder, chunks, vectors, DenseIndex(vectors)
         return chunks
+
+    def embed_chunks(self, embedder: Embedder, chunks: Chunks, progress: Progress | None = None) -> np.ndarray:
+        """(n,) chunks -> (n, dim) vectors from the session's cache, encoding only new passages. For BGE-M3 the
+        one encoding pass also keeps the lexical weights, so sparse search later encodes nothing."""
+        passages = chunks.passages()
+        if isinstance(embedder, M3Embedder):
+            self.lexical_cache.weights(embedder, passages, progress, self.cache)
+        return self.cache.embed(embedder, passages, progress)
 
     def require_index(self) -> tuple[Embedder, Chunks, DenseIndex]:
         if self.index is None or self.embedder is None or self.chunks is None:
@@ -82,7 +89,8 @@ class Session:
 
         if self.corpus is None:
             raise ExplorerError("Load a corpus first.")
-        chunks = chunk_documents(self.corpus.documents, tokenizer or WordTokenizer(), chunk_size, overlap)
+        chunks = chunk_documents(self.corpus.documents, tokenizer or WordTokenizer(), chunk_size, overlap,
+                                 max_chunks=self.limits.max_chunks)
         if len(chunks) == 0:
             raise ExplorerError("The corpus has no text to index: every chunk was empty.")
         self.limits.check_chunks(len(chunks))
@@ -93,15 +101,11 @@ class Session:
         """The :class:`~bge_explorer.hybrid.HybridIndex` of the current chunks, kept while chunks, model and index
         stay the same, so changing mode or weights never re-encodes. A new one (after re-chunking or a model
         change) reuses the session's lexical weights and, for the same model, the ColBERT vectors."""
-        from .hybrid import HybridIndex, LexicalCache
-
         if self.chunks is None:
             raise ExplorerError("Build the index first.")
         old = self._hybrid
         if old is None or old.chunks is not self.chunks or old.embedder is not self.embedder or old.index is not self.index:
-            if self._lexical_cache is None:
-                self._lexical_cache = LexicalCache()
-            new = HybridIndex(self.chunks, self.embedder, self.index, self.vectors, lexical_cache=self._lexical_cache,
+            new = HybridIndex(self.chunks, self.embedder, self.index, self.vectors, lexical_cache=self.lexical_cache,
                               embedding_cache=self.cache)
             if old is not None and old.colbert_enabled and new.is_m3:
                 new.enable_colbert(reuse=old)

@@ -15,6 +15,7 @@ import re
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -22,13 +23,15 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from . import projection
+from . import projection, workspace
 from .catalog import CATALOG, DEFAULT_MODEL, EMBEDDERS, RERANKERS
 from .chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
 from .corpus import FORMATS
-from .errors import ExplorerError
+from .errors import ExplorerError, LimitError
+from .limits import Limits, model_concurrency
 from .models import load_embedder, load_embedder_with_fallback, load_reranker
 from .search import SearchResults
+from .ui_hybrid import FUSIONS, RETRIEVAL_MODES
 from .session import Session
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,25 @@ class UISession(Session):
         self.query_vector: np.ndarray | None = None
         self.notice: str | None = None  # offline-fallback notice of the loaded model
         self.compare: dict[str, pd.DataFrame] = {}
+        self.marked_query: str | None = None  # a query opened from the Evaluate tab ...
+        self.marked: set[str] = set()  # ... and its relevant document ids, marked in the results
+        self.workdir: str | None = None  # this session's private temporary directory (uploads, exports)
+
+    def ensure_workdir(self) -> str:
+        """This session's private directory, created on first use (and again if it was swept)."""
+        if self.workdir is None or not os.path.isdir(self.workdir):
+            workspace.sweep()  # directories of sessions idle past BGE_EXPLORER_SESSION_TTL_S go now
+            self.workdir = workspace.new_dir()
+        workspace.touch(self.workdir)
+        return self.workdir
+
+    def close(self) -> None:
+        """The session ended: delete its files and drop what it holds."""
+        workspace.remove(self.workdir)
+        self.workdir = None
+        self.set_corpus(None)  # type: ignore[arg-type]
+        self.results, self.compare, self.query_vector = None, {}, None
+        self.cache = type(self.cache)()
 
     def map_key(self) -> str:
         embedder, chunks, _ = self.require_index()
@@ -96,6 +118,31 @@ def get_session(state: Any) -> UISession:
     if isinstance(state, Session):
         session.__dict__.update(state.__dict__)
     return session
+
+
+_LIVE: "weakref.WeakValueDictionary[str, UISession]" = weakref.WeakValueDictionary()  # session hash -> session
+
+
+def remember(session: UISession, request: gr.Request | None) -> None:
+    """Note which browser session owns ``session``, so that closing the tab deletes its files at once."""
+    session_hash = getattr(request, "session_hash", None)
+    if session_hash:
+        _LIVE[session_hash] = session
+
+
+def end_session(request: gr.Request = None) -> None:
+    """``demo.unload``: the tab was closed; its session's files go now (Gradio drops the state itself later)."""
+    session = _LIVE.pop(getattr(request, "session_hash", None) or "", None)
+    if session is not None:
+        session.close()
+
+
+def drop_state(value: Any) -> None:
+    """``gr.State(delete_callback=...)``: the state expired (idle past BGE_EXPLORER_SESSION_TTL_S) or was dropped."""
+    if isinstance(value, UISession):
+        value.close()
+    elif isinstance(value, Session):
+        value.set_corpus(None)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------------------------------- helpers
@@ -142,12 +189,28 @@ def _box(kind: str, body: str) -> str:
     return f'<div class="bx-box bx-{kind}">{body}</div>'
 
 
-def _tmpdir() -> str:
-    return tempfile.mkdtemp(prefix="bge-explorer-")
+def _tmpdir(session: "UISession | None" = None) -> str:
+    """A fresh folder for output files: inside the session's private directory (deleted with the session)."""
+    if session is None:
+        return tempfile.mkdtemp(prefix="bge-explorer-")
+    return tempfile.mkdtemp(prefix="export-", dir=session.ensure_workdir())
 
 
 def _no_progress(*_args, **_kwargs) -> None:
     return None
+
+
+def count_param(value: Any, label: str, limit: int) -> int:
+    """A whole number between 1 and ``limit`` (BGE_EXPLORER_MAX_K), else LimitError naming the limit."""
+    try:
+        number = float(value)
+        whole = int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise LimitError(f"{label} must be a whole number between 1 and {limit:,}; got {str(value)[:40]!r}") from None
+    if whole != number or not 1 <= whole <= limit:
+        raise LimitError(f"{label} must be a whole number between 1 and {limit:,} (the limit BGE_EXPLORER_MAX_K); "
+                         f"got {number:,.10g}")
+    return whole
 
 
 # -------------------------------------------------------------------------------------------------------- corpus
@@ -177,20 +240,32 @@ def _problems_text(session: UISession) -> str:
 
 
 def load_corpus(files: Sequence[str] | str | None, text_column: str = "", id_column: str = "",
-                title_column: str = "", state: Any = None):
-    """Read uploaded files (bad files are skipped and named). -> (summary, documents, problems, state)."""
+                title_column: str = "", state: Any = None, request: gr.Request = None):
+    """Read uploaded files (bad files are skipped and named). -> (summary, documents, problems, state).
+
+    The limits on files and size are checked before anything is read; the files are then copied into the
+    session's private directory and read from there.
+    """
     session = get_session(state)
+    remember(session, request)
     if isinstance(files, (str, os.PathLike)):
         files = [files]
     paths = [str(f) for f in (files or []) if f]
     if not paths:
         raise gr.Error("Choose one or more files to upload, or load the sample corpus.")
     try:
-        session.load_corpus(paths, on_error="skip", text_column=(text_column or "").strip() or None,
+        session.limits.check_files(paths)
+        if paths == [SAMPLE_CORPUS]:
+            names = [os.path.basename(SAMPLE_CORPUS)]
+        else:  # uploads: into this session's own directory, read from there
+            paths, names = workspace.copy_in(paths, session.ensure_workdir())
+        session.load_corpus(paths, names=names, on_error="skip", text_column=(text_column or "").strip() or None,
                             id_column=(id_column or "").strip() or None,
                             title_column=(title_column or "").strip() or None)
     except ExplorerError as exc:
         raise _fail(exc) from None
+    except OSError as exc:
+        raise gr.Error(esc(f"Cannot read the upload: {exc.strerror or exc}"), print_exception=False) from None
     session.results = None
     if session.corpus.problems:
         gr.Warning(esc(f"{len(session.corpus.problems)} problem(s) while reading: " +
@@ -335,22 +410,38 @@ def final_ranking(results: SearchResults, k: int) -> pd.DataFrame:
     return pd.concat([reranked, rest]).head(k).reset_index(drop=True)
 
 
-def before_table(results: SearchResults, k: int, query: str) -> pd.DataFrame:
+def _extra_columns(out: pd.DataFrame, table: pd.DataFrame, relevant: set[str] | None) -> pd.DataFrame:
+    """After the text column: ``relevant`` (documents marked from the Evaluate tab) and a score and rank column
+    per retrieval mode in play (hybrid modes)."""
+    from .ui_hybrid import mode_columns
+
+    if relevant:
+        out["relevant"] = ["✓ relevant" if d in relevant else "" for d in table["doc_id"].astype(str)]
+    extra = mode_columns(table)
+    for column in extra.columns:
+        out[column] = extra[column].to_numpy()
+    return out
+
+
+def before_table(results: SearchResults, k: int, query: str, relevant: set[str] | None = None) -> pd.DataFrame:
     table = results.table.head(k)
     out = pd.DataFrame({"rank": table["rank"].astype(int), "document": table["doc_id"].astype(str),
                         "chunk": table["chunk"].astype(int), "score": table["score"].round(4)})
     out["reranked rank"] = [str(int(r)) if pd.notna(r) else "·" for r in table["rerank_rank"]]  # "·": not rescored
     out["text"] = [highlight(snippet(t), query) for t in table["text"]]
+    out = _extra_columns(out, table, relevant)
+    if getattr(results, "mode", "dense") == "hybrid":
+        out = out.rename(columns={"rank": "fused rank", "score": "fused score"})
     return out
 
 
-def after_table(results: SearchResults, k: int, query: str) -> pd.DataFrame:
+def after_table(results: SearchResults, k: int, query: str, relevant: set[str] | None = None) -> pd.DataFrame:
     if not results.reranker:
         return pd.DataFrame(columns=["rank", "movement", "retrieval rank", "logit", "sigmoid", "score", "document",
                                      "chunk", "text"])
     table = final_ranking(results, k)
     rescored = table["rerank_rank"].notna()
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "rank": np.arange(1, len(table) + 1),
         "movement": [movement_label(m, int(r), k, bool(s))
                      for m, r, s in zip(table["movement"], table["rank"], rescored)],
@@ -358,6 +449,10 @@ def after_table(results: SearchResults, k: int, query: str) -> pd.DataFrame:
         "logit": table["rerank_logit"].round(4), "sigmoid": table["rerank_score"].round(4),
         "score": table["score"].round(4), "document": table["doc_id"].astype(str),
         "chunk": table["chunk"].astype(int), "text": [highlight(snippet(t), query) for t in table["text"]]})
+    out = _extra_columns(out, table, relevant)
+    if getattr(results, "mode", "dense") == "hybrid":
+        out = out.rename(columns={"retrieval rank": "fused rank", "score": "fused score"})
+    return out
 
 
 def chunk_detail(row: pd.Series | dict, query: str, header: str = "") -> str:
@@ -368,19 +463,32 @@ def chunk_detail(row: pd.Series | dict, query: str, header: str = "") -> str:
 
 
 def search(query: str, instruction_mode: str = "model default", instruction: str = "", k: float = DEFAULT_K,
-           reranker: str = NO_RERANKER, top_n: float = DEFAULT_TOP_N, state: Any = None):
+           reranker: str = NO_RERANKER, top_n: float = DEFAULT_TOP_N, state: Any = None,
+           mode: str = "dense", fusion: str = "m3", w_dense: float = 0.4, w_sparse: float = 0.2,
+           w_colbert: float = 0.4, w_bm25: float = 0.2):
     """Retrieve the top k; rerank the top n candidates when a reranker is chosen. Never re-embeds the corpus.
 
-    -> (before, after, summary, detail of the best chunk, state).
+    ``mode``: dense (default), sparse, colbert, bm25 or hybrid; ``fusion`` and the weights (a weight of 0 leaves
+    a mode out) apply to hybrid. The reranker applies after fusion. -> (before, after, summary, detail, state).
     """
     session = get_session(state)
     query = (query or "").strip()
-    k, top_n = max(1, min(int(k), MAX_K)), max(1, min(int(top_n), MAX_K))
     try:
+        k = count_param(k, "k", session.limits.max_k)
         embedder = session.require_index()[0]
         instr = resolve_instruction(session, instruction_mode, instruction)
         rr = _reranker(reranker)
-        results = session.search(query, instruction=instr, k=max(k, top_n) if rr else k, reranker=rr, top_n=top_n)
+        top_n = count_param(top_n, "the reranker's candidates (top n)", session.limits.max_k) if rr else 1
+        mode_note = ""
+        if (mode or "dense") == "dense":
+            results = session.search(query, instruction=instr, k=max(k, top_n) if rr else k, reranker=rr,
+                                     top_n=top_n)
+        else:
+            from .ui_hybrid import run_search, weights_of
+
+            results, mode_note = run_search(session, query, mode, fusion,
+                                            weights_of(w_dense, w_sparse, w_colbert, w_bm25), instr,
+                                            max(k, top_n) if rr else k, rr, top_n)
         session.query_vector = embedder.encode_queries([query], instr)[0]
     except ExplorerError as exc:
         raise _fail(exc) from None
@@ -388,13 +496,20 @@ def search(query: str, instruction_mode: str = "model default", instruction: str
     shown = final_ranking(results, k) if rr else results.table.head(k)
     used = f"“{esc(instr)}”" if instr else "no instruction"
     summary = f"Query embedded with {used}; top {min(k, len(results.table))} of {len(session.chunks)} chunks"
+    if mode_note:
+        summary += f"; {mode_note}"
+    relevant = session.marked if session.marked and session.marked_query == query else None
+    if relevant:
+        found = [d for d in relevant if d in set(results.table.head(k)["doc_id"].astype(str))]
+        summary += (f"; relevant documents from the Evaluate tab: {len(found)} of {len(relevant)} in the top {k} "
+                    "(column “relevant”)")
     if rr:
         n = int(results.table["rerank_rank"].notna().sum())
         moved = int((results.table["movement"].fillna(0) != 0).sum())
         summary += f"; {esc(rr.spec.name)} rescored the top {n} candidates ({moved} changed place)"
     detail = chunk_detail(shown.iloc[0], query, "Top result: ") if len(shown) else ""
-    return (before_table(results, k, query), after_table(results, k, query), _box("info", summary + "."), detail,
-            session)
+    return (before_table(results, k, query, relevant), after_table(results, k, query, relevant),
+            _box("info", summary + "."), detail, session)
 
 
 def show_chunk(which: str, state: Any, evt: gr.SelectData):
@@ -419,12 +534,101 @@ def show_after_chunk(state: Any, evt: gr.SelectData):
     return show_chunk("after", state, evt)
 
 
-def rerun_search(query, instruction_mode, instruction, k, reranker, top_n, state):
-    """Re-run the current query when the instruction, k or reranker changes (no query or index: nothing)."""
+def rerun_search(query, instruction_mode, instruction, k, reranker, top_n, state, *retrieval):
+    """Re-run the current query when the instruction, k, reranker or retrieval mode changes (no query or index:
+    nothing). ``retrieval``: mode, fusion and the four weights, as :func:`search` takes them."""
     session = get_session(state)
     if not (query or "").strip() or session.index is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), session
-    return search(query, instruction_mode, instruction, k, reranker, top_n, session)
+    return search(query, instruction_mode, instruction, k, reranker, top_n, session, *retrieval)
+
+
+# ------------------------------------------------------------------------------------- hybrid: ColBERT, why
+
+def retrieval_info(state: Any = None) -> str:
+    """The retrieval panel: modes the index serves, memory per part, ColBERT's memory (estimate before on)."""
+    from .ui_hybrid import retrieval_info as info
+
+    session = get_session(state)
+    try:
+        return _box("info", info(session))
+    except ExplorerError as exc:
+        return _box("warn", esc(exc))
+
+
+def toggle_colbert(on: bool, state: Any = None, progress: Callable = gr.Progress()):
+    """The ColBERT switch: build (on) or free (off) the token vectors. -> (switch, retrieval panel, state)."""
+    from .ui_hybrid import toggle_colbert as toggle
+
+    session = get_session(state)
+    progress = progress or _no_progress
+
+    def report(done: int, total: int) -> None:
+        progress((done, total), desc="ColBERT vectors", unit="chunks")
+
+    try:
+        value, body = toggle(session, bool(on), report)
+    except ExplorerError as exc:
+        raise _fail(exc) from None
+    return value, _box("ok" if value or not on else "warn", body), session
+
+
+def explain(rank: float = 1, state: Any = None):
+    """"Why this match" for the current results' result at ``rank`` (retrieval / fused order, 1 = first).
+
+    -> (summary HTML, lexical weights table, ColBERT heat map, ColBERT alignment table, BM25 terms table)."""
+    from .ui_hybrid import explain_view
+
+    session = get_session(state)
+    results = session.current_results()
+    if results is None:
+        raise gr.Error("Search first, then pick a result to explain.")
+    try:
+        summary, lexical, figure, alignment, bm25 = explain_view(session, results, int(rank or 1))
+    except ExplorerError as exc:
+        raise _fail(exc) from None
+    return _box("info", summary), lexical, figure, alignment, bm25
+
+
+def explain_selected(which: str, state: Any, evt: gr.SelectData):
+    """A row picked in the 'before' or 'after' table -> its rank in retrieval order, and its explanation."""
+    session = get_session(state)
+    results = session.current_results()
+    if results is None or evt is None or evt.index is None:
+        return (gr.skip(),) * 6
+    row = int(evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index)
+    table = final_ranking(results, session.results_k) if which == "after" else results.table.head(session.results_k)
+    if not 0 <= row < len(table):
+        return (gr.skip(),) * 6
+    rank = int(table.iloc[row]["rank"])
+    return (rank, *explain(rank, session))
+
+
+def explain_before(state: Any, evt: gr.SelectData):
+    return explain_selected("before", state, evt)
+
+
+def explain_after(state: Any, evt: gr.SelectData):
+    return explain_selected("after", state, evt)
+
+
+def open_evaluated_query(query: str, relevant: str, instruction_mode: str, instruction: str, k: float, reranker: str,
+                         top_n: float, state: Any = None, *retrieval):
+    """A per-query row picked in the Evaluate tab: open the Search tab on that query, with its relevant documents
+    marked (column "relevant"). -> (tabs, query box, before, after, summary, detail, state)."""
+    session = get_session(state)
+    query = (query or "").strip()
+    if not query:
+        return (gr.skip(),) * 6 + (session,)
+    session.marked_query = query
+    session.marked = {d.strip() for d in (relevant or "").split(",") if d.strip()}
+    if session.index is None:
+        note = _box("warn", f"Build the index (Model &amp; index tab) to run “{esc(query)}”; its relevant documents "
+                            f"({esc(', '.join(sorted(session.marked)) or 'none')}) will be marked.")
+        return gr.Tabs(selected="search"), query, gr.skip(), gr.skip(), note, gr.skip(), session
+    before, after, summary, detail, session = search(query, instruction_mode, instruction, k, reranker, top_n,
+                                                     session, *retrieval)
+    return gr.Tabs(selected="search"), query, before, after, summary, detail, session
 
 
 # ---------------------------------------------------------------------------------------------- compare prefix
@@ -436,8 +640,8 @@ def compare_prefix(query: str, instruction: str = "", k: float = DEFAULT_K, stat
     """
     session = get_session(state)
     query = (query or "").strip()
-    k = max(1, min(int(k), MAX_K))
     try:
+        k = count_param(k, "k", session.limits.max_k)
         embedder = session.require_index()[0]
         instr = instruction or embedder.spec.instruction
         if not instr:
@@ -534,7 +738,7 @@ def export_map(color_by: str = "document", state: Any = None):
         raise _fail(exc) from None
     proj = session.maps.ready(key) or session.maps.pca(key, session.vectors)
     fig = _figure(session, proj, color_by if color_by in ("document", "cluster") else "document")
-    folder = _tmpdir()
+    folder = _tmpdir(session)
     files = [projection.export_html(fig, os.path.join(folder, "bge-explorer-map.html"))]
     png = projection.export_png(fig, os.path.join(folder, "bge-explorer-map.png"))
     if png:
@@ -554,7 +758,7 @@ def export_results(state: Any = None):
     results = session.current_results()
     if results is None:
         raise gr.Error("Search first: there are no results to export.")
-    path = os.path.join(_tmpdir(), "bge-explorer-results.csv")
+    path = os.path.join(_tmpdir(session), "bge-explorer-results.csv")
     table = results.table.copy()
     table.insert(0, "query", results.query)
     table.insert(1, "instruction", results.instruction)
@@ -573,7 +777,7 @@ def export_chunks(state: Any = None):
     table = chunks.table.copy()
     table["embedding"] = list(session.vectors.astype(np.float32))
     table["model"] = embedder.spec.name
-    path = os.path.join(_tmpdir(), "bge-explorer-chunks.parquet")
+    path = os.path.join(_tmpdir(session), "bge-explorer-chunks.parquet")
     table.to_parquet(path, index=False)
     return path
 
@@ -604,11 +808,18 @@ def build_app() -> gr.Blocks:
     from .ui_evaluate import build_evaluate_tab
 
     embedder_choices = [name for name in EMBEDDERS]
-    with gr.Blocks(title="BGE Explorer", analytics_enabled=False, fill_width=True) as demo:
-        state = gr.State(None)
+    limits = Limits.from_env()
+    ttl = workspace.session_ttl_s()
+    models = dict(concurrency_id="models", concurrency_limit=model_concurrency())  # every event that runs a model
+    # Gradio's own copies of uploads and outputs (in GRADIO_TEMP_DIR) are deleted once older than the session TTL.
+    with gr.Blocks(title="BGE Explorer", analytics_enabled=False, fill_width=True,
+                   delete_cache=(int(max(60, min(600, ttl))), int(max(60, ttl)))) as demo:
+        # One UISession per browser session; dropped (files deleted) after `ttl` idle seconds or when the tab closes.
+        state = gr.State(None, time_to_live=ttl, delete_callback=drop_state)
         gr.Markdown(INTRO)
+        gr.Markdown(esc(limits.describe()), elem_id="limits")
         loaded_model = gr.HTML(_box("info", "No model loaded yet."), elem_id="loaded-model")
-        with gr.Tabs():
+        with gr.Tabs() as tabs:
             with gr.Tab("Corpus", id="corpus"):
                 with gr.Row():
                     with gr.Column(scale=2):
@@ -650,32 +861,67 @@ def build_app() -> gr.Blocks:
                 build_btn = gr.Button("Build index", variant="primary", elem_id="build-index")
                 index_status = gr.HTML(elem_id="index-status")
 
-            with gr.Tab("Search", id="search"):
+            with gr.Tab("Search", id="search") as search_tab:
                 with gr.Row():
                     query = gr.Textbox(label="Query", placeholder="Ask something about your documents",
                                        scale=4, elem_id="query")
                     search_btn = gr.Button("Search", variant="primary", scale=1, elem_id="search-btn")
                 with gr.Row():
-                    k = gr.Slider(1, 100, value=DEFAULT_K, step=1, label="Top k")
+                    k = gr.Slider(1, limits.max_k, value=DEFAULT_K, step=1, label="Top k")
                     reranker = gr.Dropdown([NO_RERANKER] + RERANKERS, value=NO_RERANKER, allow_custom_value=True,
                                            label="Reranker (catalog, Hub id or local path)", elem_id="reranker")
-                    top_n = gr.Slider(1, 200, value=DEFAULT_TOP_N, step=1, label="Candidates the reranker rescores")
+                    top_n = gr.Slider(1, limits.max_k, value=DEFAULT_TOP_N, step=1,
+                                      label="Candidates the reranker rescores")
+                with gr.Accordion("Retrieval mode: dense, sparse, ColBERT, BM25, hybrid", open=False,
+                                  elem_id="retrieval-mode"):
+                    with gr.Row():
+                        retrieval = gr.Radio(RETRIEVAL_MODES, value="dense", label="Mode", elem_id="mode",
+                                             info="sparse and ColBERT need a BGE-M3 model; BM25 works with any")
+                        fusion = gr.Radio(FUSIONS, value="m3", label="Hybrid fusion", elem_id="fusion",
+                                          info="m3: BGE-M3's weighted sum of raw scores; weighted: min-max "
+                                               "normalised; rrf: reciprocal rank fusion")
+                    with gr.Row():
+                        w_dense = gr.Slider(0, 1, value=0.4, step=0.05, label="dense weight")
+                        w_sparse = gr.Slider(0, 1, value=0.2, step=0.05, label="sparse weight")
+                        w_colbert = gr.Slider(0, 1, value=0.4, step=0.05, label="ColBERT weight")
+                        w_bm25 = gr.Slider(0, 1, value=0.2, step=0.05, label="BM25 weight",
+                                           info="weighted / rrf only; 0 leaves a mode out")
+                    with gr.Row():
+                        colbert_on = gr.Checkbox(False, label="ColBERT on (keeps a vector per chunk token)",
+                                                 elem_id="colbert-on")
+                        retrieval_panel = gr.HTML(elem_id="retrieval-info")
                 search_summary = gr.HTML(elem_id="search-summary")
                 with gr.Row(equal_height=False):
-                    before = _df("Retrieval (before reranking)", ["number", "str", "number", "number", "str", "html"],
-                                 elem_id="before", column_widths=["48px", "120px", "52px", "70px", "64px", "360px"])
+                    # text stays at the same position; per-mode and "relevant" columns come after it (plain text)
+                    before = _df("Retrieval (before reranking)", ["number", "str", "number", "number", "str", "html"]
+                                 + ["str"] * 10, elem_id="before",
+                                 column_widths=["48px", "120px", "52px", "70px", "64px", "360px"])
                     after = _df("After reranking", ["number", "str", "number", "number", "number", "number", "str",
-                                                    "number", "html"], elem_id="after",
+                                                    "number", "html"] + ["str"] * 10, elem_id="after",
                                 column_widths=["48px", "96px", "64px", "64px", "64px", "64px", "120px", "52px",
                                                "360px"])
                 detail = gr.HTML(elem_id="chunk-detail")
+                with gr.Accordion("Why this match (select a result)", open=True, elem_id="why"):
+                    with gr.Row():
+                        explain_rank = gr.Number(1, label="Result (rank in retrieval order)", precision=0, minimum=1,
+                                                 elem_id="explain-rank")
+                        explain_btn = gr.Button("Explain", elem_id="explain-btn")
+                    explain_summary = gr.HTML(elem_id="explain-summary")
+                    with gr.Row(equal_height=False):
+                        lexical_df = _df("M3 lexical weights: shared tokens and their contributions",
+                                         ["str", "str", "number", "number", "number"], elem_id="explain-lexical")
+                        bm25_df = _df("BM25 term contributions", ["str", "number"], elem_id="explain-bm25")
+                    colbert_plot = gr.Plot(label="ColBERT: query token → chunk token similarity",
+                                           elem_id="explain-colbert")
+                    colbert_df = _df("ColBERT: best chunk token per query token", ["str", "str", "number", "number"],
+                                     elem_id="explain-colbert-table")
 
             with gr.Tab("Compare prefixes", id="compare"):
                 gr.Markdown("The same query with and without the query instruction (the instruction box on the "
                             "Model & index tab; empty means the model's default).")
                 with gr.Row():
                     compare_query = gr.Textbox(label="Query", scale=4, elem_id="compare-query")
-                    compare_k = gr.Slider(1, 100, value=DEFAULT_K, step=1, label="Top k")
+                    compare_k = gr.Slider(1, limits.max_k, value=DEFAULT_K, step=1, label="Top k")
                     compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
                 compare_summary = gr.HTML(elem_id="compare-summary")
                 with gr.Row(equal_height=False):
@@ -705,7 +951,7 @@ def build_app() -> gr.Blocks:
                     chunks_file = gr.File(label="Chunks Parquet", interactive=False)
 
             with gr.Tab("Evaluate", id="evaluate"):
-                build_evaluate_tab(state)
+                evaluate_parts = build_evaluate_tab(state)
 
         corpus_outputs = [corpus_summary, documents, problems, state]
         load_btn.click(load_corpus, [files, text_column, id_column, title_column, state], corpus_outputs,
@@ -715,22 +961,39 @@ def build_app() -> gr.Blocks:
         instruction.input(lambda: "custom", None, [instruction_mode], api_visibility="private", queue=False)
         build_btn.click(gpu(build_index, 300), [model, pooling, model_class, chunking, chunk_size, overlap, state],
                         [loaded_model, index_status, instruction, chunks_df, chunk_counts, state],
-                        api_name="build_index", concurrency_limit=1, concurrency_id="models")
-        search_inputs = [query, instruction_mode, instruction, k, reranker, top_n, state]
+                        api_name="build_index", **models)
+        retrieval_inputs = [retrieval, fusion, w_dense, w_sparse, w_colbert, w_bm25]
+        search_inputs = [query, instruction_mode, instruction, k, reranker, top_n, state, *retrieval_inputs]
         search_outputs = [before, after, search_summary, detail, state]
         gr.on([search_btn.click, query.submit], gpu(search), search_inputs, search_outputs, api_name="search",
-              concurrency_limit=2, concurrency_id="queries")
-        gr.on([instruction_mode.input, k.release, top_n.release, reranker.input], gpu(rerun_search), search_inputs,
-              search_outputs, api_visibility="private", concurrency_id="queries", trigger_mode="always_last")
+              **models)
+        gr.on([instruction_mode.input, k.release, top_n.release, reranker.input, retrieval.input, fusion.input,
+               w_dense.release, w_sparse.release, w_colbert.release, w_bm25.release], gpu(rerun_search), search_inputs,
+              search_outputs, api_visibility="private", trigger_mode="always_last", **models)
         before.select(show_before_chunk, [state], [detail], api_visibility="private")
         after.select(show_after_chunk, [state], [detail], api_visibility="private")
+        explain_outputs = [explain_summary, lexical_df, colbert_plot, colbert_df, bm25_df]
+        before.select(gpu(explain_before), [state], [explain_rank, *explain_outputs], api_visibility="private",
+                      **models)
+        after.select(gpu(explain_after), [state], [explain_rank, *explain_outputs], api_visibility="private",
+                     **models)
+        explain_btn.click(gpu(explain), [explain_rank, state], explain_outputs, api_name="explain", **models)
+        gr.on([search_tab.select, retrieval.input], retrieval_info, [state], [retrieval_panel],
+              api_visibility="private", queue=False)
+        colbert_on.input(gpu(toggle_colbert, 300), [colbert_on, state], [colbert_on, retrieval_panel, state],
+                         api_name="colbert", **models)
+        evaluate_parts["selected_query"].change(
+            gpu(open_evaluated_query),
+            [evaluate_parts["selected_query"], evaluate_parts["selected_relevant"], instruction_mode, instruction, k,
+             reranker, top_n, state, *retrieval_inputs],
+            [tabs, query, before, after, search_summary, detail, state], api_visibility="private", **models)
         compare_btn.click(gpu(compare_prefix), [compare_query, instruction, compare_k, state],
-                          [with_df, without_df, compare_summary, state], api_name="compare_prefix",
-                          concurrency_id="queries")
+                          [with_df, without_df, compare_summary, state], api_name="compare_prefix", **models)
         map_btn.click(map_view, [color_by, state], [plot, map_status, state], api_name="map", concurrency_limit=2)
         export_map_btn.click(export_map, [color_by, state], [map_files, map_note], api_name="export_map")
         results_btn.click(export_results, [state], [results_file], api_name="export_results")
         chunks_btn.click(export_chunks, [state], [chunks_file], api_name="export_chunks")
+        demo.unload(end_session)
     return demo
 
 

@@ -21,9 +21,10 @@ from .chunking import DEFAULT_OVERLAP
 from .corpus import load_corpus
 from .errors import ExplorerError
 from .evaluation import DEFAULT_EVAL_TOP_N, EvalConfig, EvaluationResult, evaluate
-from .limits import Limits
+from .limits import Limits, model_concurrency
 from .qrels import Benchmark, Judgments, combine, load_beir, read_qrels_csv, read_qrels_tsv, read_queries
 from .session import Session
+from .ui_hybrid import FUSIONS, RETRIEVAL_MODES
 
 INSTRUCTION_MODES = ["model's own", "none", "custom"]
 NO_RERANKER = "(none)"
@@ -32,7 +33,9 @@ EXPLAINER = (
     "Upload labelled queries: a BEIR zip (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), or queries.jsonl with a "
     "qrels .tsv, or a CSV of `query,relevant_doc_id[,score]` for the corpus loaded in the Search tab. Judgments "
     "refer to documents: when the corpus is chunked, **a document's score is the best score of its chunks**. "
-    "Metrics: nDCG (graded), Recall, MRR and MAP at 1, 3, 5, 10 and 100, as trec_eval computes them. A/B: a paired "
+    "Metrics: nDCG (graded), Recall, MRR and MAP at 1, 3, 5, 10 and 100, as trec_eval computes them. A and B can "
+    "each use any retrieval mode (dense, sparse, ColBERT, BM25, hybrid), so \"does hybrid beat dense on my data?\" "
+    "gets numbers. A/B: a paired "
     "randomisation test per metric (p-value) and a 95% bootstrap interval of B - A. Configurations that share a "
     "model and chunking embed the corpus once.")
 
@@ -99,7 +102,8 @@ def _against_session(session: Session, judgments: Judgments) -> Benchmark:
 
 
 def make_config(model: str, instruction_mode: str, instruction: str, reranker: str | None, top_n: float | int,
-                chunk_size: float | int | None) -> EvalConfig:
+                chunk_size: float | int | None, mode: str = "dense", fusion: str = "m3",
+                weights: str = "") -> EvalConfig:
     """UI fields -> :class:`EvalConfig`. ``chunk_size`` 0 or empty: whole documents; chunks overlap by
     a quarter of their size, at most 32 tokens."""
     model = (model or "").strip() or OFFLINE_MODEL
@@ -117,8 +121,16 @@ def make_config(model: str, instruction_mode: str, instruction: str, reranker: s
     size = int(chunk_size) if chunk_size else None
     if size is not None and size < 8:
         raise ExplorerError("The chunk size must be at least 8 tokens (or 0 for whole documents).")
+    from .cli import parse_weights
+
+    mode = mode if mode in RETRIEVAL_MODES else "dense"
+    weight_map = parse_weights((weights or "").strip() or None)
+    components = None
+    if mode == "hybrid" and weight_map and "=" in weights:
+        components = tuple(m for m in ("dense", "sparse", "colbert", "bm25") if weight_map.get(m, 0) > 0)
     return EvalConfig(model=model, instruction=text, reranker=reranker, top_n=top_n, chunk_size=size,
-                      overlap=min(DEFAULT_OVERLAP, size // 4) if size else DEFAULT_OVERLAP)
+                      overlap=min(DEFAULT_OVERLAP, size // 4) if size else DEFAULT_OVERLAP, mode=mode,
+                      fusion=fusion if fusion in FUSIONS else "m3", weights=weight_map, components=components)
 
 
 def summary_table(result: EvaluationResult) -> pd.DataFrame:
@@ -157,9 +169,12 @@ def per_query_table(a: EvaluationResult, b: EvaluationResult | None = None,
     return out
 
 
-def write_downloads(a: EvaluationResult, ab: ABResult | None) -> list[str]:
-    """Per-query CSV and full JSON in a fresh temporary directory; their paths."""
-    folder = Path(tempfile.mkdtemp(prefix="bge-explorer-eval-"))
+def write_downloads(a: EvaluationResult, ab: ABResult | None, session: Session | None = None) -> list[str]:
+    """Per-query CSV and full JSON in a fresh folder (inside the session's private directory when it has one);
+    their paths."""
+    ensure_workdir = getattr(session, "ensure_workdir", None)
+    folder = Path(tempfile.mkdtemp(prefix="eval-", dir=ensure_workdir()) if ensure_workdir else
+                  tempfile.mkdtemp(prefix="bge-explorer-eval-"))
     csv_path, json_path = folder / "evaluation_per_query.csv", folder / "evaluation.json"
     if ab is None:
         a.per_query().to_csv(csv_path, index=False)
@@ -190,7 +205,9 @@ def status_text(a: EvaluationResult, b: EvaluationResult | None, notes: list[str
 def run_evaluation(session: Session | None, files, split: str,
                    a_model: str, a_instruction_mode: str, a_instruction: str, a_reranker: str, a_top_n, a_chunk,
                    compare: bool, b_model: str, b_instruction_mode: str, b_instruction: str, b_reranker: str,
-                   b_top_n, b_chunk, metric: str = "ndcg@10", progress=gr.Progress()):
+                   b_top_n, b_chunk, metric: str = "ndcg@10", a_mode: str = "dense", a_fusion: str = "m3",
+                   a_weights: str = "", b_mode: str = "dense", b_fusion: str = "m3", b_weights: str = "",
+                   progress=gr.Progress()):
     """The Evaluate button (and ``/evaluate``): returns (session, status, A table, B table, A/B table,
     per-query table, chart, downloads). Errors become a gr.Error with the message escaped."""
     session = session if isinstance(session, Session) else Session()
@@ -199,15 +216,17 @@ def run_evaluation(session: Session | None, files, split: str,
         files = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in files]
         bench, own_corpus = load_uploads(session, files, split)
         limits = Limits.from_env()
-        config_a = make_config(a_model, a_instruction_mode, a_instruction, a_reranker, a_top_n, a_chunk)
-        config_b = make_config(b_model, b_instruction_mode, b_instruction, b_reranker, b_top_n, b_chunk) \
-            if compare else None
+        config_a = make_config(a_model, a_instruction_mode, a_instruction, a_reranker, a_top_n, a_chunk,
+                               a_mode, a_fusion, a_weights)
+        config_b = make_config(b_model, b_instruction_mode, b_instruction, b_reranker, b_top_n, b_chunk,
+                               b_mode, b_fusion, b_weights) if compare else None
         if not any((config_a.chunk_size, config_b and config_b.chunk_size)):
             limits.check_chunks(len(bench.corpus.documents))
         work = session
         if own_corpus:  # evaluate on the uploaded corpus, keeping the session's embeddings cache
             work = Session()
             work.cache = session.cache
+            work.lexical_cache = session.lexical_cache  # M3 lexical weights are reused too
             work.set_corpus(bench.corpus)
 
         def report(stage: str, done: int, total: int) -> None:
@@ -227,7 +246,7 @@ def run_evaluation(session: Session | None, files, split: str,
     return (session, status_text(a, b, a.notes),
             summary_table(a), summary_table(b) if b is not None else None,
             comparison_table(ab) if ab else None, per_query_table(a, b, bench.judgments), figure,
-            write_downloads(a, ab))
+            write_downloads(a, ab, session))
 
 
 def same_model_with_and_without_instruction(a_model: str, a_reranker: str, a_top_n, a_chunk):
@@ -267,6 +286,16 @@ def _config_column(tag: str):
     return model, mode, text, reranker, top_n, chunk
 
 
+def _retrieval_column(tag: str):
+    """Mode, fusion and weights of one configuration (kept apart from the fields the one-click setup fills)."""
+    mode = gr.Radio(RETRIEVAL_MODES, value="dense", label=f"{tag}: retrieval mode",
+                    info="sparse / colbert: BGE-M3 models; bm25: no model needed (whole documents)")
+    fusion = gr.Radio(FUSIONS, value="m3", label=f"{tag}: hybrid fusion")
+    weights = gr.Textbox("", label=f"{tag}: hybrid weights", placeholder="e.g. dense=0.4, sparse=0.2, colbert=0.4 "
+                         "(empty: the model's modes with default weights; named modes are the ones fused)")
+    return mode, fusion, weights
+
+
 def build_evaluate_tab(session_state: gr.State):
     """Lay out the Evaluate tab inside the caller's ``with gr.Tab(...)``; wire it to ``session_state``.
 
@@ -284,9 +313,11 @@ def build_evaluate_tab(session_state: gr.State):
     with gr.Row():
         with gr.Column():
             a_fields = _config_column("A")
+            a_retrieval = _retrieval_column("A")
         with gr.Column():
             compare = gr.Checkbox(False, label="Compare with configuration B")
             b_fields = _config_column("B")
+            b_retrieval = _retrieval_column("B")
     with gr.Row():
         metric = gr.Dropdown(list(KEY_METRICS) + ["ndcg@1", "ndcg@5", "ndcg@100", "recall@10", "mrr@100"],
                              value="ndcg@10", label="Metric for the A/B chart")
@@ -305,9 +336,10 @@ def build_evaluate_tab(session_state: gr.State):
 
     same.click(same_model_with_and_without_instruction, [a_fields[0], a_fields[3], a_fields[4], a_fields[5]],
                [a_fields[1], a_fields[2], compare, *b_fields], api_visibility="private")
-    run.click(run_evaluation, [session_state, files, split, *a_fields, compare, *b_fields, metric],
+    run.click(run_evaluation, [session_state, files, split, *a_fields, compare, *b_fields, metric, *a_retrieval,
+                               *b_retrieval],
               [session_state, status, a_table, b_table, ab_table, per_query, chart, downloads],
-              api_name="evaluate")
+              api_name="evaluate", concurrency_id="models", concurrency_limit=model_concurrency())
     per_query.select(pick_query, per_query, [selected_query, selected_relevant], api_visibility="private")
     return {"files": files, "status": status, "per_query": per_query, "chart": chart, "run": run,
             "selected_query": selected_query, "selected_relevant": selected_relevant}

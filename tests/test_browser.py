@@ -191,3 +191,44 @@ def test_html_and_script_in_a_corpus_render_as_text(page, tmp_path):
     page.wait_for_timeout(1000)
     assert page.dialogs == []
     assert not [e for e in page.console_errors if re.search(r"alert|onerror|Content Security", e)]
+
+
+def test_hybrid_search_and_why_this_match_render(page, tmp_path, sample_corpus, tiny_m3):
+    """Hybrid mode with a BGE-M3 model (the tiny one): per-mode columns, then "Why this match" for a picked result:
+    the lexical-weights table, the ColBERT heat map and the BM25 terms render, and markup in tokens stays text."""
+    evil = tmp_path / "evil.jsonl"
+    evil.write_text('{"_id": "<b>evil</b>", "title": "", "text": "<script>alert(3)</script> eiffel tower < paris"}\n')
+    upload(page, [sample_corpus, str(evil)])
+    open_tab(page, "Corpus")
+    page.get_by_label("none").first.check()  # one chunk per document
+    open_tab(page, "Model & index")
+    set_dropdown(page, "model", tiny_m3)
+    page.get_by_label("m3", exact=True).first.check()  # model class
+    page.locator("#build-index").click()
+    page.locator("#index-status").get_by_text("Index ready").wait_for(timeout=180_000)
+
+    open_tab(page, "Search")
+    page.get_by_text("Retrieval mode: dense, sparse, ColBERT, BM25, hybrid").click()
+    page.locator("#mode").get_by_label("hybrid").check()
+    page.locator("#retrieval-info").get_by_text("Switching it on").wait_for(timeout=30_000)  # ColBERT's estimate
+    search(page, "eiffel tower < paris")
+    before = page.locator("#before")
+    before.get_by_text("fused rank").first.wait_for(timeout=30_000)
+    assert "sparse rank" in before.inner_text() and "dense rank" in before.inner_text()
+
+    before.locator("[role=row]", has_text="<b>evil</b>").locator("[role=gridcell]").nth(1).click()
+    page.locator("#explain-summary").get_by_text("Why").wait_for(timeout=60_000)
+    summary = page.locator("#explain-summary").inner_text()
+    assert "<b>evil</b>" in summary and "sparse) score" in summary and "ColBERT score" in summary
+    lexical = page.locator("#explain-lexical")
+    lexical.locator("[role=gridcell]", has_text="both").first.wait_for(timeout=30_000)
+    heat = page.locator("#explain-colbert .js-plotly-plot")
+    heat.wait_for(timeout=30_000)
+    ticks = " ".join(page.locator("#explain-colbert g.xtick text").all_text_contents())
+    assert "<" in ticks  # the "<" token, drawn as a character
+    page.locator("#explain-bm25 [role=gridcell]", has_text="eiffel").first.wait_for(timeout=30_000)
+    shot(page, "5-why-this-match")
+    assert page.locator("b:text-is('evil')").count() == 0
+    assert page.evaluate("() => [...document.scripts].filter(s => s.textContent.includes('alert(3)')).length") == 0
+    page.wait_for_timeout(500)
+    assert page.dialogs == []

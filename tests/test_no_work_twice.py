@@ -42,3 +42,18 @@ def test_embedding_caches_are_per_session(tiny_encoder, sample_corpus):
     *_, second = ui.load_corpus([sample_corpus])
     _, status, *_ = ui.build_index(tiny_encoder, chunking="none", state=second, progress=None)
     assert f"{len(second.chunks)} embedded now, 0 from this session's cache" in status
+
+
+def test_an_m3_index_build_keeps_lexical_weights_so_sparse_search_encodes_nothing(tiny_m3, sample_corpus):
+    from bge_explorer.models import load_embedder
+    from bge_explorer.session import Session
+
+    session = Session()
+    session.load_corpus([sample_corpus])
+    m3 = load_embedder(tiny_m3, model_class="m3", precision="fp32")
+    chunks = session.build_index(m3, chunk_size=None)
+    encoded = m3.corpus_texts_encoded
+    assert session.lexical_cache.count(m3) == len(chunks)
+    for mode in ("sparse", "hybrid", "dense"):
+        session.hybrid_search("eiffel tower", mode, k=5)
+    assert m3.corpus_texts_encoded == encoded

@@ -1,13 +1,18 @@
 """A published number, reproduced: BM25 on BEIR SciFact (test split), nDCG@10 = 0.665 (BEIR paper, Table 2).
 
 No model: documents are chunked whole (``title + " " + text``) and indexed with bm25s at the engine's
-defaults (Lucene BM25, k1=1.5, b=0.75, English stopwords, no stemming). A few seconds; marked slow.
+defaults (Lucene BM25, k1=1.5, b=0.75, English stopwords, no stemming). The first test runs the exact
+command a user types, ``python -m bge_explorer evaluate --beir ../shared/data/scifact --mode bm25``; the
+second scores the engine's run with pytrec_eval. A few seconds each; marked slow.
 """
 from __future__ import annotations
 
 import csv
 import json
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,14 +23,37 @@ from conftest import SCIFACT
 
 BEIR_BM25_NDCG_AT_10 = 0.665  # Thakur et al., NeurIPS 2021 datasets track, BM25 on SciFact
 TOLERANCE = 0.01
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def need_scifact() -> None:
+    if not os.path.isfile(os.path.join(SCIFACT, "qrels", "test.tsv")):
+        pytest.skip(f"SciFact data is not at {SCIFACT} (BEIR test split: corpus.jsonl, queries.jsonl, "
+                    "qrels/test.tsv); nothing to reproduce against")
+
+
+@pytest.mark.slow
+def test_cli_evaluate_bm25_on_scifact_reproduces_the_published_ndcg(tmp_path):
+    need_scifact()
+    out = tmp_path / "bm25.json"
+    beir = os.path.relpath(SCIFACT, ROOT)  # ../shared/data/scifact from the repository root
+    result = subprocess.run([sys.executable, "-m", "bge_explorer", "evaluate", "--beir", beir, "--mode", "bm25",
+                             "--json", str(out)], cwd=ROOT, capture_output=True, text=True,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=600)
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(out.read_text())
+    ndcg = payload["retrieval"]["ndcg@10"]
+    print(f"CLI BM25 SciFact nDCG@10 = {ndcg:.4f} (BEIR: {BEIR_BM25_NDCG_AT_10})")
+    assert payload["config"]["queries"] == 300 and payload["config"]["documents"] == 5183
+    assert payload["config"]["model"] is None and payload["config"]["passages_embedded"] == 0  # no model at all
+    assert ndcg == pytest.approx(BEIR_BM25_NDCG_AT_10, abs=TOLERANCE)
+    assert "ndcg" in result.stdout and f"{ndcg:.4f}" in result.stdout  # the printed table shows the figure
 
 
 @pytest.mark.slow
 def test_scifact_bm25_reproduces_the_published_ndcg():
+    need_scifact()
     qrels_path = os.path.join(SCIFACT, "qrels", "test.tsv")
-    if not os.path.isfile(qrels_path):
-        pytest.skip(f"SciFact data is not at {SCIFACT} (BEIR test split: corpus.jsonl, queries.jsonl, "
-                    "qrels/test.tsv); nothing to reproduce against")
     qrels: dict[str, dict[str, int]] = {}
     with open(qrels_path, newline="") as f:
         for row in csv.DictReader(f, delimiter="\t"):
