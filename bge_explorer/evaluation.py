@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from .catalog import OFFLINE_MODEL
-from .chunking import DEFAULT_OVERLAP, Chunks, chunk_documents
+from .chunking import DEFAULT_OVERLAP, Chunks
 from .embedder import Embedder
 from .errors import ExplorerError
 from .index import DenseIndex
@@ -366,13 +366,8 @@ def build_eval_index(session: Session, embedder: Embedder, chunk_size: int | Non
                      progress: StageProgress | None = None) -> tuple[Chunks, DenseIndex]:
     """Chunk the session's corpus and index it with ``embedder``, embedding through the session's cache
     (text already embedded by this model is not embedded again). The session's own index is untouched."""
-    if session.corpus is None:
-        raise ExplorerError("Load a corpus first (or give a BEIR dataset with its corpus.jsonl).")
-    chunks = chunk_documents(session.corpus.documents, embedder.tokenizer, chunk_size, overlap)
-    if len(chunks) == 0:
-        raise ExplorerError("The corpus has no text to index: every chunk was empty.")
-    vectors = session.cache.embed(embedder, chunks.passages(), _stage(progress, "embed"))
-    return chunks, DenseIndex(vectors)
+    chunks = session.chunk(embedder.tokenizer, chunk_size, overlap)
+    return chunks, DenseIndex(session.embed_chunks(embedder, chunks, _stage(progress, "embed")))
 
 
 def _load_models(config: EvalConfig) -> tuple[Embedder | None, Reranker | None]:
@@ -414,9 +409,7 @@ def build_eval_hybrid(session: Session, embedder: Embedder | None, config: EvalC
         kept[key] = kept.pop(key)  # most recently used last
         return kept[key][1], kept[key][2]
     tokenizer = embedder.tokenizer if embedder is not None else WordTokenizer()
-    chunks = chunk_documents(session.corpus.documents, tokenizer, config.chunk_size, config.overlap)
-    if len(chunks) == 0:
-        raise ExplorerError("The corpus has no text to index: every chunk was empty.")
+    chunks = session.chunk(tokenizer, config.chunk_size, config.overlap)
     index = vectors = None
     if use_model is not None:
         vectors = session.embed_chunks(use_model, chunks, _stage(progress, "embed"))

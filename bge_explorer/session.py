@@ -45,15 +45,23 @@ class Session:
     def build_index(self, embedder: Embedder, chunk_size: int | None = DEFAULT_SIZE, overlap: int = DEFAULT_OVERLAP,
                     progress: Progress | None = None) -> Chunks:
         """Chunk with the model's tokenizer, embed (cached chunks are not re-embedded), index."""
+        chunks = self.chunk(embedder.tokenizer, chunk_size, overlap)
+        vectors = self.embed_chunks(embedder, chunks, progress)
+        self.embedder, self.chunks, self.vectors, self.index = embedder, chunks, vectors, DenseIndex(vectors)
+        return chunks
+
+    def chunk(self, tokenizer, chunk_size: int | None, overlap: int) -> Chunks:
+        """The corpus's chunks under the chunk limit (see :func:`chunk_documents`); the session is unchanged.
+
+        Raises ExplorerError without a corpus or when every chunk is empty, LimitError past the chunk limit.
+        """
         if self.corpus is None:
             raise ExplorerError("Load a corpus first.")
-        chunks = chunk_documents(self.corpus.documents, embedder.tokenizer, chunk_size, overlap,
+        chunks = chunk_documents(self.corpus.documents, tokenizer, chunk_size, overlap,
                                  max_chunks=self.limits.max_chunks)
         if len(chunks) == 0:
             raise ExplorerError("The corpus has no text to index: every chunk was empty.")
         self.limits.check_chunks(len(chunks))
-        vectors = self.embed_chunks(embedder, chunks, progress)
-        self.embedder, self.chunks, self.vectors, self.index = embedder, chunks, vectors, DenseIndex(vectors)
         return chunks
 
     def embed_chunks(self, embedder: Embedder, chunks: Chunks, progress: Progress | None = None) -> np.ndarray:
@@ -87,13 +95,7 @@ class Session:
         (chunk size in words); ``chunk_size`` None keeps one chunk per document. Drops any dense index."""
         from .bm25 import WordTokenizer
 
-        if self.corpus is None:
-            raise ExplorerError("Load a corpus first.")
-        chunks = chunk_documents(self.corpus.documents, tokenizer or WordTokenizer(), chunk_size, overlap,
-                                 max_chunks=self.limits.max_chunks)
-        if len(chunks) == 0:
-            raise ExplorerError("The corpus has no text to index: every chunk was empty.")
-        self.limits.check_chunks(len(chunks))
+        chunks = self.chunk(tokenizer or WordTokenizer(), chunk_size, overlap)
         self.embedder, self.chunks, self.vectors, self.index = None, chunks, None, None
         return chunks
 

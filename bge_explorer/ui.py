@@ -13,7 +13,6 @@ import logging
 import os
 import re
 import tempfile
-import threading
 import time
 import weakref
 from pathlib import Path

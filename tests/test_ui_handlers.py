@@ -141,7 +141,7 @@ def test_query_terms_are_highlighted_after_escaping():
 
 
 def test_user_text_never_becomes_markup(tmp_path, tiny_encoder):
-    path = tmp_path / f"evil.jsonl"
+    path = tmp_path / "evil.jsonl"
     path.write_text('{"_id": "<b>x</b>", "title": "<img src=x onerror=alert(2)>", "text": "%s tower"}\n'
                     % PAYLOAD.replace('"', '\\"'))
     summary, docs, _, session = ui.load_corpus([str(path)])
