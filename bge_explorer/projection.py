@@ -270,19 +270,14 @@ def map_figure(projection: Projection, chunks: pd.DataFrame, *, color_by: ColorB
             x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=name,
             marker=dict(size=7, color=palette[i % len(palette)], opacity=0.75),
             text=hover[mask], hovertemplate="%{text}<extra></extra>"))
-    retrieved, reranked = list(retrieved), list(reranked)
-    if retrieved:
-        fig.add_trace(go.Scattergl(
-            x=coords[retrieved, 0], y=coords[retrieved, 1], mode="markers", name=f"retrieved top {len(retrieved)}",
-            marker=dict(size=13, symbol="circle-open", color="#111111", line=dict(width=2)),
-            text=[f"retrieval rank {r + 1}<br>{hover[row]}" for r, row in enumerate(retrieved)],
-            hovertemplate="%{text}<extra></extra>"))
-    if reranked:
-        fig.add_trace(go.Scattergl(
-            x=coords[reranked, 0], y=coords[reranked, 1], mode="markers", name=f"reranked top {len(reranked)}",
-            marker=dict(size=15, symbol="diamond-open", color="#D62728", line=dict(width=2)),
-            text=[f"reranked rank {r + 1}<br>{hover[row]}" for r, row in enumerate(reranked)],
-            hovertemplate="%{text}<extra></extra>"))
+    for rows, label, marker in (
+            (list(retrieved), "retrieved", dict(size=13, symbol="circle-open", color="#111111", line=dict(width=2))),
+            (list(reranked), "reranked", dict(size=15, symbol="diamond-open", color="#D62728", line=dict(width=2)))):
+        if rows:
+            fig.add_trace(go.Scattergl(
+                x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=f"{label} top {len(rows)}", marker=marker,
+                text=[f"{label} rank {r + 1}<br>{hover[row]}" for r, row in enumerate(rows)],
+                hovertemplate="%{text}<extra></extra>"))
     if query_xy is not None and len(query_xy):
         fig.add_trace(go.Scattergl(
             x=query_xy[:, 0], y=query_xy[:, 1], mode="markers", name="query",

@@ -5,6 +5,7 @@ import threading
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from .catalog import ModelSpec
 from .devices import autocast
@@ -16,19 +17,41 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 class Reranker:
-    """A loaded cross-encoder. Safe to share between threads (calls are serialised)."""
+    """A loaded cross-encoder. Safe to share between threads (calls are serialised).
+
+    Loaded by FlagEmbedding (``FlagReranker``) and fed the same inputs its ``compute_score`` builds
+    (query truncated to 3/4 of the max length, passage truncated to fit); the batching loop is ours,
+    without the repeated probe batch, so a single batch of candidates is scored once, not twice.
+    """
 
     def __init__(self, spec: ModelSpec, model, identity: str, device: str, precision: str, batch_size: int):
         self.spec, self.model, self.identity = spec, model, identity
         self.device, self.precision, self.batch_size = device, precision, batch_size
         self._lock = threading.Lock()
+        if model.use_fp16:  # FlagReranker loads fp32 weights and halves them when scoring on a GPU
+            model.model.half()
+        model.model.to(device).eval()
 
     def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
         """Raw logits for (query, passage) pairs. (n,) passages -> (n,) float64; unbounded, higher is better."""
         if not passages:
             return np.empty(0)
-        pairs = [(query, p) for p in passages]
-        with self._lock, autocast(self.precision, self.device):
-            logits = self.model.compute_score(pairs, batch_size=self.batch_size, max_length=self.spec.max_length,
-                                              normalize=False)
-        return np.asarray(logits, dtype=np.float64).reshape(len(passages))
+        from FlagEmbedding.utils.tokenizer_compat import prepare_for_model_compat
+
+        tokenizer, max_length = self.model.tokenizer, self.spec.max_length
+        out = np.empty(len(passages))
+        with self._lock:
+            query_ids = tokenizer(query, add_special_tokens=False, max_length=max_length * 3 // 4,
+                                  truncation=True)["input_ids"]
+            passage_ids = tokenizer(list(passages), add_special_tokens=False, max_length=max_length,
+                                    truncation=True)["input_ids"]
+            inputs = [prepare_for_model_compat(tokenizer, query_ids, ids, truncation="only_second",
+                                               max_length=max_length, padding=False) for ids in passage_ids]
+            order = np.argsort([-len(item["input_ids"]) for item in inputs], kind="stable")
+            with torch.inference_mode(), autocast(self.precision, self.device):
+                for start in range(0, len(order), self.batch_size):
+                    rows = order[start:start + self.batch_size]
+                    batch = tokenizer.pad({key: [inputs[i][key] for i in rows] for key in inputs[rows[0]]},
+                                          padding=True, return_tensors="pt").to(self.device)
+                    out[rows] = self.model.model(**batch, return_dict=True).logits.view(-1).float().cpu().numpy()
+        return out

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import socket
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a Hub name fails at once instead of after a minute
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -12,6 +13,26 @@ from bge_explorer import random_models
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 SCIFACT = os.path.abspath(os.path.join(SHARED_DATA, "scifact"))
+
+SAMPLE_QUESTIONS = {  # assets/sample_corpus.jsonl: question -> the document that answers it
+    "When was the Eiffel Tower built?": "eiffel-tower",
+    "How do plants turn sunlight into sugar?": "photosynthesis",
+    "Who created the Python programming language?": "python-language",
+    "I forgot my password, how do I get a new one?": "password-reset",
+    "Which credit cards do you take?": "payment-methods",
+    "Who first climbed the highest mountain on Earth?": "mount-everest",
+    "Who discovered the first antibiotic?": "penicillin",
+    "What is the largest river by volume?": "amazon-river",
+    "who painted the most famous portrait in the Louvre": "mona-lisa",
+    "how does a search engine rank documents by term frequency": "bm25",
+}
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

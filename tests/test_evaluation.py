@@ -22,19 +22,8 @@ from bge_explorer.evaluation import (KS, EvalConfig, evaluate, evaluate_run, met
 from bge_explorer.models import load_embedder
 from bge_explorer.qrels import QrelsError, load_beir, load_judgments, safe_extract
 from bge_explorer.session import Session
+from conftest import SAMPLE_QUESTIONS as QUESTIONS
 
-QUESTIONS = {  # sample corpus: question -> the document that answers it
-    "When was the Eiffel Tower built?": "eiffel-tower",
-    "How do plants turn sunlight into sugar?": "photosynthesis",
-    "Who created the Python programming language?": "python-language",
-    "I forgot my password, how do I get a new one?": "password-reset",
-    "Which credit cards do you take?": "payment-methods",
-    "Who first climbed the highest mountain on Earth?": "mount-everest",
-    "Who discovered the first antibiotic?": "penicillin",
-    "What is the largest river by volume?": "amazon-river",
-    "who painted the most famous portrait in the Louvre": "mona-lisa",
-    "how does a search engine rank documents by term frequency": "bm25",
-}
 
 
 # ---------------------------------------------------------------------------------------------------------

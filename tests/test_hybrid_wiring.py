@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import socket
 import subprocess
 import sys
 
@@ -18,7 +17,9 @@ from bge_explorer.cli import main
 from bge_explorer.evaluation import EvalConfig, evaluate
 from bge_explorer.qrels import combine
 from bge_explorer.session import Session
-from test_evaluation import QUESTIONS, write_beir
+from conftest import SAMPLE_QUESTIONS as QUESTIONS
+from conftest import free_port
+from test_evaluation import write_beir
 
 PAYLOAD = "<script>alert(1)</script>"
 
@@ -300,11 +301,6 @@ def test_evaluate_tab_compares_bm25_with_hybrid(sample_corpus, beir_dir, tiny_en
 # ---------------------------------------------------------------------------------------------------------
 # HTTP API (gradio_client)
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_api_search_modes_colbert_and_explain(tiny_m3, sample_corpus):

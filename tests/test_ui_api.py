@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 
@@ -10,12 +9,8 @@ pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file
 
 from bge_explorer import ui
+from conftest import free_port
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
