@@ -1,6 +1,6 @@
 """Query latency on the CPU: query -> retrieved top 100, and -> reranked top 20, fp32 and bf16.
 
-    python bench/query_latency.py [--queries 50] [--chunks 10000]
+    python bench/query_latency.py [--queries 10] [--chunks 10000]
 
 Retrieval: the real all-MiniLM-L6-v2 embeds each SciFact query; the index holds --chunks unit
 vectors (random: exact search costs the same whatever the values). Reranking: a cross-encoder of
