@@ -446,11 +446,6 @@ def retrieve_documents_hybrid(hybrid, chunks: Chunks, queries: Sequence[str], in
     return results, doc_ids
 
 
-def _lexical_count(session: Session, embedder: Embedder | None) -> int:
-    """Passages whose M3 lexical weights the session holds for this model (to count encoding work)."""
-    return 0 if embedder is None else session.lexical_cache.count(embedder)
-
-
 def evaluate(session: Session, judgments: Judgments, config: EvalConfig, *,
              progress: StageProgress | None = None, depth: int = DEPTH, ks: Sequence[int] = KS,
              missing: Missing = "raise") -> EvaluationResult:
@@ -475,7 +470,6 @@ def evaluate(session: Session, judgments: Judgments, config: EvalConfig, *,
 
     start = time.perf_counter()
     encoded_before = embedder.corpus_texts_encoded if embedder is not None else 0
-    lexical_before = _lexical_count(session, embedder)
     hybrid = None
     comps: tuple[str, ...] = ("dense",)
     used_weights: dict[str, float] = {}
@@ -557,8 +551,7 @@ def evaluate(session: Session, judgments: Judgments, config: EvalConfig, *,
         "document_score": ("best chunk" if config.chunk_size else
                            "whole document (one chunk" + (", truncated)" if scorer else ")")),
         "queries": len(query_ids), "documents": int(len(session.corpus.documents)), "chunks": len(chunks),
-        "passages_embedded": ((embedder.corpus_texts_encoded - encoded_before if embedder is not None else 0)
-                              + _lexical_count(session, embedder) - lexical_before),
+        "passages_embedded": embedder.corpus_texts_encoded - encoded_before if embedder is not None else 0,
     }
     if hybrid is not None:
         resolved["index_memory_bytes"] = hybrid.memory()

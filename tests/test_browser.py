@@ -2,8 +2,8 @@
 
 Flow: upload a file, build the index with the default model (offline: the packaged MiniLM, and the page
 says so), search with a custom local reranker, see both rankings and the map. A corpus with HTML and
-script payloads renders as text and runs nothing. Screenshots go to test-artifacts/ and, for the
-README, to assets/screenshots/.
+script payloads renders as text and runs nothing. Screenshots go to test-artifacts/; with
+BGE_EXPLORER_UPDATE_SCREENSHOTS=1 the README's ones in assets/screenshots/ are replaced too.
 """
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def shot(page, name: str, readme: bool = False) -> None:
         page.wait_for_timeout(300)
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
-    if readme:
+    if readme and os.environ.get("BGE_EXPLORER_UPDATE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
 
