@@ -216,7 +216,8 @@ def _load(spec: ModelSpec, device: str, precision: str, batch_size: int | None):
                 wrapper = FlagEmbedder
             model = cls(path, normalize_embeddings=True, pooling_method=spec.pooling, query_max_length=spec.max_length,
                         passage_max_length=spec.max_length, **common)
-            obj = wrapper(spec, model, identity, device, precision, batch_size or (256 if use_fp16 else 64))
+            obj = wrapper(spec, model, identity, device, precision,  # bf16 on CPU: 32 measured 3% faster
+                          batch_size or (256 if use_fp16 else 32 if precision == "bf16" else 64))
     except ModelLoadError:
         raise
     except Exception as exc:  # transformers raises many kinds for wrong or incomplete files
