@@ -410,6 +410,7 @@ def safe_extract(zip_path: str | Path, dest: str | Path, *, max_bytes: int | Non
                         if written > max_bytes:
                             raise LimitError(f"{name}: more than {max_bytes / 2**20:.0f} MiB uncompressed")
                         out.write(block)
+            # zipfile raises NotImplementedError for a compression method it lacks, RuntimeError for encryption
             except (zipfile.BadZipFile, NotImplementedError, RuntimeError, EOFError) as exc:
                 raise QrelsError(name, f"cannot extract {info.filename[:120]!r} ({exc})") from None
 
