@@ -44,18 +44,9 @@ class Embedder(abc.ABC):
     def _encode(self, texts: list[str]) -> np.ndarray:
         """(n,) texts -> (n, dim) float32 unit vectors, in order."""
 
+    @abc.abstractmethod
     def encode_corpus(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
-        """Embed passages (no instruction). (n,) texts -> (n, dim) float32, unit norm."""
-        texts = list(texts)
-        out = np.empty((len(texts), self.dim), dtype=np.float32)
-        order = np.argsort([-len(t) for t in texts], kind="stable")  # similar lengths share a block
-        for start in range(0, len(texts), BLOCK):
-            idx = order[start:start + BLOCK]
-            out[idx] = self._encode([texts[i] for i in idx])
-            self.corpus_texts_encoded += len(idx)
-            if progress:
-                progress(min(start + BLOCK, len(texts)), len(texts))
-        return out
+        """Embed passages (no instruction), counted in ``corpus_texts_encoded``. (n,) -> (n, dim) float32."""
 
     def encode_queries(self, queries: Sequence[str], instruction: str = "") -> np.ndarray:
         """Embed queries, each prefixed with ``instruction`` (exact string). (n,) -> (n, dim)."""
@@ -147,6 +138,16 @@ class M3Embedder(Embedder):
             for handle in handles:
                 handle.remove()
 
+    def encode_corpus(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        return self.encode_passages(texts, dense=True, sparse=False, progress=progress).dense
+
+    def encode_passages(self, texts: Sequence[str], *, dense: bool = True, sparse: bool = True, colbert: bool = False,
+                        progress: Progress | None = None) -> M3Output:
+        """:meth:`encode_m3` for corpus passages: the same, counted in ``corpus_texts_encoded``."""
+        out = self.encode_m3(texts, dense=dense, sparse=sparse, colbert=colbert, progress=progress)
+        self.corpus_texts_encoded += len(texts)
+        return out
+
     def encode_m3(self, texts: Sequence[str], *, dense: bool = True, sparse: bool = True, colbert: bool = False,
                   progress: Progress | None = None) -> M3Output:
         """Encode texts (no instruction; bge-m3 uses none) with ``BGEM3FlagModel.encode`` in one pass,
@@ -186,9 +187,4 @@ class M3Embedder(Embedder):
             return [self.tokenizer.decode([int(i)]) for i in ids]
 
     def _encode(self, texts: list[str]) -> np.ndarray:
-        if not texts:
-            return np.empty((0, self.dim), dtype=np.float32)
-        with self._lock, autocast(self.precision, self.device):
-            out = self.model.encode(texts, batch_size=self.batch_size, max_length=self.spec.max_length,
-                                    return_dense=True, return_sparse=False, return_colbert_vecs=False)
-        return np.asarray(out["dense_vecs"], dtype=np.float32).reshape(len(texts), -1)
+        return self.encode_m3(texts, dense=True, sparse=False).dense

@@ -68,9 +68,8 @@ class LexicalCache:
         if missing:
             text_of = dict(zip(digests, passages))
             texts = [text_of[d] for d in missing]
-            got = embedder.encode_m3(texts, dense=embedding_cache is not None, sparse=True, progress=progress)
+            got = embedder.encode_passages(texts, dense=embedding_cache is not None, sparse=True, progress=progress)
             store.update(zip(missing, got.lexical))
-            embedder.corpus_texts_encoded += len(missing)
             if embedding_cache is not None:
                 embedding_cache.add(embedder, texts, got.dense)
         elif progress:
@@ -195,10 +194,9 @@ class HybridIndex:
         missing = list(dict.fromkeys(k for k in keys if k not in known))
         if missing:
             text_of = dict(zip(keys, self.passages))
-            got = embedder.encode_m3([text_of[k] for k in missing], dense=False, sparse=False, colbert=True,
-                                     progress=progress)
+            got = embedder.encode_passages([text_of[k] for k in missing], dense=False, sparse=False, colbert=True,
+                                           progress=progress)
             known.update(zip(missing, got.colbert))
-            embedder.corpus_texts_encoded += len(missing)
         self._colbert = ColbertStore([known[k] for k in keys], self.colbert_dtype)
         self._colbert_keys = keys
         return self._colbert
