@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def create_app(preload: bool = True, warm_umap: bool = True):
     """The Blocks app with its queue; loads the default model (at module level on ZeroGPU) and warms UMAP."""
-    from bge_explorer import projection, ui
+    from bge_explorer.maps import projection
+    from bge_explorer.app import explorer as ui
 
     if preload:
         notice = ui.preload_default_model()

@@ -12,7 +12,6 @@ import argparse
 import copy
 import json
 import os
-import sys
 import threading
 import time
 
@@ -20,11 +19,10 @@ import numpy as np
 import torch
 from FlagEmbedding import FlagModel
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # run from anywhere without installing
 
-from bge_explorer.devices import cpu_has_bf16
-from bge_explorer.embedder import FlagEmbedder
-from bge_explorer.models import load_embedder
+from bge_explorer.models.devices import cpu_has_bf16
+from bge_explorer.models.embedders import FlagEmbedder
+from bge_explorer.models.loading import load_embedder
 
 SCIFACT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "scifact")
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
 import faiss
@@ -19,10 +18,9 @@ import numpy as np
 import pandas as pd
 from FlagEmbedding import FlagModel
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # run from anywhere without installing
 
-from bge_explorer.corpus import Corpus
-from bge_explorer.models import load_embedder
+from bge_explorer.data.corpus import Corpus
+from bge_explorer.models.loading import load_embedder
 from bge_explorer.session import Session
 
 SCIFACT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "scifact")

@@ -21,11 +21,10 @@ import numpy as np
 import torch
 from FlagEmbedding import FlagModel
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # run from anywhere without installing
 
-from bge_explorer import random_models
-from bge_explorer.index import DenseIndex
-from bge_explorer.models import load_embedder, load_reranker
+from bge_explorer.models import random_models
+from bge_explorer.retrieval.dense_index import DenseIndex
+from bge_explorer.models.loading import load_embedder, load_reranker
 
 SCIFACT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "scifact")
 

@@ -13,18 +13,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # run from anywhere without installing
 
-from bge_explorer import random_models
-from bge_explorer.index import DenseIndex
-from bge_explorer.models import load_embedder, load_reranker
-from bge_explorer.search import retrieve
+from bge_explorer.models import random_models
+from bge_explorer.retrieval.dense_index import DenseIndex
+from bge_explorer.models.loading import load_embedder, load_reranker
+from bge_explorer.retrieval.search import retrieve
 
 SCIFACT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "scifact")
 

@@ -1,7 +1,7 @@
 """Robustness of the app as a public Space meets it: hostile inputs, many users at once, XSS in a browser.
 
 Launches ``app.py`` in a subprocess on 127.0.0.1 (a free port; no other network), with tiny random-weight
-models (``bge_explorer.random_models``) so that a run takes minutes, then:
+models (``bge_explorer.models.random_models``) so that a run takes minutes, then:
 
 1. **hostile** — sends every hostile input of issue 5 through ``gradio_client`` (binary renamed .txt,
    non-UTF-8, empty, whitespace-only, a 1 GB sparse upload, a 50 MB line, ragged/missing-column CSV, JSON
@@ -46,8 +46,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 SAMPLE = str(ROOT / "assets" / "sample_corpus.jsonl")
 CHROMIUM = "/usr/bin/chromium"
@@ -597,7 +595,7 @@ def failures(outcomes: list[Outcome], load: LoadReport | None, xss: XssReport | 
 
 
 def prepare_models(folder: Path, marker: Path) -> dict[str, str]:
-    from bge_explorer import random_models
+    from bge_explorer.models import random_models
 
     return {"encoder": random_models.build(folder / "tiny-encoder", "encoder"),
             "remote_code": make_remote_code_model(folder / "remote-code-model", marker)}

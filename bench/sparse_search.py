@@ -12,17 +12,14 @@ a bm25s index over synthetic text of the same shape, and ColBERT rescoring time 
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # run from anywhere without installing
 
-from bge_explorer.bm25 import BM25Index
-from bge_explorer.colbert import ColbertStore, estimate_bytes
-from bge_explorer.sparse import SparseIndex, lexical_matrix
+from bge_explorer.retrieval.bm25_index import BM25Index
+from bge_explorer.retrieval.colbert_store import ColbertStore, estimate_bytes
+from bge_explorer.retrieval.sparse_index import SparseIndex, lexical_matrix
 
 
 def zipf_ids(rng, rank_to_id: np.ndarray, rows: int, per_row: int, s: float = 1.1) -> list[np.ndarray]:

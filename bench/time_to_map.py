@@ -18,7 +18,6 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))  # run from anywhere without installing
 
 SCIFACT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "scifact")
 PEER_SECONDS = {500: (65, 74), 2000: (241, 306)}  # RAGxplorer, 500 docs (1,084 chunks), 2,000 docs (4,357)
@@ -26,9 +25,9 @@ PEER_SECONDS = {500: (65, 74), 2000: (241, 306)}  # RAGxplorer, 500 docs (1,084 
 
 def one_run(docs: int, model: str, data: str, warm_first: bool) -> dict:
     """Runs in its own process: returns the timings of one build -> map."""
-    from bge_explorer import projection
-    from bge_explorer.corpus import load_corpus
-    from bge_explorer.models import load_embedder
+    from bge_explorer.maps import projection
+    from bge_explorer.data.corpus import load_corpus
+    from bge_explorer.models.loading import load_embedder
     from bge_explorer.session import Session
 
     process_start = time.perf_counter()

@@ -9,18 +9,18 @@ The engine is plain Python, usable without the UI::
     results = session.search("when was the eiffel tower built", reranker=None)
     print(results.table)
 """
-from .ab import run_ab
-from .catalog import CATALOG, ModelSpec, resolve_spec
-from .chunking import Chunks, chunk_documents
-from .corpus import Corpus, load_corpus
-from .errors import CorpusError, ExplorerError, LimitError, ModelLoadError
-from .evaluation import EvalConfig, EvaluationResult, evaluate
-from .hybrid import HybridIndex, HybridResults
-from .index import DenseIndex
-from .models import MODEL_CACHE, load_embedder, load_embedder_with_fallback, load_reranker
-from .qrels import load_beir
-from .search import SearchResults, retrieve, search
-from .session import Session
+from bge_explorer.evaluation.significance import run_ab
+from bge_explorer.models.catalog import CATALOG, ModelSpec, resolve_spec
+from bge_explorer.data.chunking import Chunks, chunk_documents
+from bge_explorer.data.corpus import Corpus, load_corpus
+from bge_explorer.errors import CorpusError, ExplorerError, LimitError, ModelLoadError
+from bge_explorer.evaluation.evaluate import EvalConfig, EvaluationResult, evaluate
+from bge_explorer.retrieval.hybrid import HybridIndex, HybridResults
+from bge_explorer.retrieval.dense_index import DenseIndex
+from bge_explorer.models.loading import MODEL_CACHE, load_embedder, load_embedder_with_fallback, load_reranker
+from bge_explorer.data.qrels import load_beir
+from bge_explorer.retrieval.search import SearchResults, retrieve, search
+from bge_explorer.session import Session
 
 __all__ = ["CATALOG", "ModelSpec", "resolve_spec", "Chunks", "chunk_documents", "Corpus", "load_corpus",
            "CorpusError", "ExplorerError", "LimitError", "ModelLoadError", "DenseIndex", "HybridIndex",

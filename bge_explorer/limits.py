@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Sequence
 
-from .errors import LimitError
+from bge_explorer.errors import LimitError
 
 
 def _env(name: str, default: float) -> float:
@@ -66,7 +66,7 @@ def model_concurrency() -> int:
     value = os.environ.get("BGE_EXPLORER_MODEL_CONCURRENCY")
     if value:
         return max(1, int(value))
-    from .devices import default_device
+    from bge_explorer.models.devices import default_device
 
     return 4 if default_device().startswith("cuda") else 2
 

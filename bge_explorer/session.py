@@ -6,16 +6,16 @@ from typing import Sequence
 
 import numpy as np
 
-from .chunking import DEFAULT_OVERLAP, DEFAULT_SIZE, Chunks, chunk_documents
-from .corpus import Corpus, OnError, load_corpus
-from .embedder import Embedder, M3Embedder, Progress
-from .embedding_cache import EmbeddingCache
-from .errors import ExplorerError
-from .hybrid import HybridIndex, HybridResults, LexicalCache
-from .index import DenseIndex
-from .limits import Limits
-from .reranker import Reranker
-from .search import DEFAULT_K, DEFAULT_TOP_N, SearchResults, search
+from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE, Chunks, chunk_documents
+from bge_explorer.data.corpus import Corpus, OnError, load_corpus
+from bge_explorer.models.embedders import Embedder, M3Embedder, Progress
+from bge_explorer.retrieval.embedding_cache import EmbeddingCache
+from bge_explorer.errors import ExplorerError
+from bge_explorer.retrieval.hybrid import HybridIndex, HybridResults, LexicalCache
+from bge_explorer.retrieval.dense_index import DenseIndex
+from bge_explorer.limits import Limits
+from bge_explorer.models.rerankers import Reranker
+from bge_explorer.retrieval.search import DEFAULT_K, DEFAULT_TOP_N, SearchResults, search
 
 
 class Session:
@@ -34,7 +34,7 @@ class Session:
         self._hybrid: HybridIndex | None = None
 
     def load_corpus(self, paths: Sequence[str | Path], *, on_error: OnError = "raise", **options) -> Corpus:
-        """Read files (see :func:`bge_explorer.corpus.load_corpus`); the previous index is dropped."""
+        """Read files (see :func:`bge_explorer.data.corpus.load_corpus`); the previous index is dropped."""
         self.limits.check_files(paths)
         return self.set_corpus(load_corpus(paths, on_error=on_error, **options))
 
@@ -88,19 +88,19 @@ class Session:
             instruction = embedder.spec.instruction
         return search(embedder, index, chunks, query, instruction=instruction, k=k, reranker=reranker, top_n=top_n)
 
-    # -- hybrid retrieval (see bge_explorer.hybrid) ------------------------------------------------
+    # -- hybrid retrieval (see bge_explorer.retrieval.hybrid) ------------------------------------------------
 
     def chunk_only(self, tokenizer=None, chunk_size: int | None = None, overlap: int = 0) -> Chunks:
         """Chunk the corpus without embedding, for BM25-only search. ``tokenizer`` None splits on whitespace
         (chunk size in words); ``chunk_size`` None keeps one chunk per document. Drops any dense index."""
-        from .bm25 import WordTokenizer
+        from bge_explorer.retrieval.bm25_index import WordTokenizer
 
         chunks = self.chunk(tokenizer or WordTokenizer(), chunk_size, overlap)
         self.embedder, self.chunks, self.vectors, self.index = None, chunks, None, None
         return chunks
 
     def hybrid(self) -> HybridIndex:
-        """The :class:`~bge_explorer.hybrid.HybridIndex` of the current chunks, kept while chunks, model and index
+        """The :class:`~bge_explorer.retrieval.hybrid.HybridIndex` of the current chunks, kept while chunks, model and index
         stay the same, so changing mode or weights never re-encodes. A new one (after re-chunking or a model
         change) reuses the session's lexical weights and, for the same model, the ColBERT vectors."""
         if self.chunks is None:
@@ -117,7 +117,7 @@ class Session:
     def hybrid_search(self, query: str, mode: str = "hybrid", *, instruction: str | None = None, k: int = DEFAULT_K,
                       reranker: Reranker | None = None, top_n: int = DEFAULT_TOP_N, **options) -> HybridResults:
         """Search in any mode (dense, sparse, colbert, bm25, hybrid); ``options`` go to
-        :meth:`bge_explorer.hybrid.HybridIndex.search` (fusion, weights, components, rrf_k)."""
+        :meth:`bge_explorer.retrieval.hybrid.HybridIndex.search` (fusion, weights, components, rrf_k)."""
         if not query.strip():
             raise ExplorerError("Type a query.")
         self.limits.check_query(query, k)

@@ -9,7 +9,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest
 
-from bge_explorer import random_models
+from bge_explorer.models import random_models
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 SCIFACT = os.path.abspath(os.path.join(SHARED_DATA, "scifact"))

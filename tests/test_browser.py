@@ -36,7 +36,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 @pytest.fixture(scope="module")
 def app_url():
     import app as app_module
-    from bge_explorer import ui
+    from bge_explorer.app import explorer as ui
 
     ui.AUTO_UMAP = True  # as served: UMAP starts fitting in the background once the index is built
     demo = app_module.create_app(preload=False, warm_umap=False)

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from transformers import AutoTokenizer
 
-from bge_explorer.chunking import chunk_documents, windows
+from bge_explorer.data.chunking import chunk_documents, windows
 
 WORDS = ("the cell protein gene cancer risk patients study human blood brain drug virus bacteria photosynthesis "
          "retrieval embedding").split()

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from bge_explorer.cli import main
+from bge_explorer.cli.commands import main
 
 
 def test_search_prints_a_ranked_table_with_the_offline_default(sample_corpus, capsys):

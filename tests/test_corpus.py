@@ -6,7 +6,7 @@ import json
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from bge_explorer.corpus import load_corpus
+from bge_explorer.data.corpus import load_corpus
 from bge_explorer.errors import CorpusError
 from pdf_maker import write_pdf
 

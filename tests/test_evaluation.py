@@ -14,13 +14,13 @@ import plotly.graph_objects as go
 import pytest
 import pytrec_eval
 
-from bge_explorer.ab import compare, paired_test, run_ab, without_instruction
-from bge_explorer.cli import main
+from bge_explorer.evaluation.significance import compare, paired_test, run_ab, without_instruction
+from bge_explorer.cli.commands import main
 from bge_explorer.errors import LimitError
-from bge_explorer.evaluation import (KS, EvalConfig, evaluate, evaluate_run, metric_names, rank_run,
+from bge_explorer.evaluation.evaluate import (KS, EvalConfig, evaluate, evaluate_run, metric_names, rank_run,
                                      score_rankings)
-from bge_explorer.models import load_embedder
-from bge_explorer.qrels import QrelsError, load_beir, load_judgments, safe_extract
+from bge_explorer.models.loading import load_embedder
+from bge_explorer.data.qrels import QrelsError, load_beir, load_judgments, safe_extract
 from bge_explorer.session import Session
 from conftest import SAMPLE_QUESTIONS as QUESTIONS
 
@@ -258,7 +258,7 @@ def test_chunked_document_score_is_its_best_chunk(sample_bench, tiny_encoder):
     result = evaluate(session, sample_bench.judgments, config)
     assert result.config["chunks"] > 26
     embedder = load_embedder(tiny_encoder, precision="fp32")
-    from bge_explorer.chunking import chunk_documents
+    from bge_explorer.data.chunking import chunk_documents
     chunks = chunk_documents(sample_bench.corpus.documents, embedder.tokenizer, 24, 4)
     vectors = embedder.encode_corpus(chunks.passages())
     qvecs = embedder.encode_queries(result.queries, "")
@@ -377,7 +377,7 @@ def test_cli_corpus_with_csv_qrels(sample_corpus, tiny_encoder, tmp_path, capsys
 def test_evaluate_tab_handler_with_session_corpus_and_ab(sample_corpus, beir_dir, tiny_encoder):
     import gradio as gr
 
-    from bge_explorer import ui_evaluate
+    from bge_explorer.app import evaluate as ui_evaluate
 
     session = Session()
     session.load_corpus([sample_corpus])
@@ -402,7 +402,7 @@ def test_evaluate_tab_handler_with_session_corpus_and_ab(sample_corpus, beir_dir
 def test_evaluate_tab_zip_brings_its_corpus_and_errors_are_escaped(beir_dir, tiny_encoder, tmp_path):
     import gradio as gr
 
-    from bge_explorer import ui_evaluate
+    from bge_explorer.app import evaluate as ui_evaluate
 
     session = Session()
     zipped = str(zip_folder(beir_dir, tmp_path / "sample.zip"))
@@ -424,7 +424,7 @@ def test_evaluate_api_endpoint_and_row_pick(beir_dir, tmp_path):
     import gradio as gr
     from gradio_client import Client, handle_file
 
-    from bge_explorer import ui_evaluate
+    from bge_explorer.app import evaluate as ui_evaluate
 
     with gr.Blocks() as demo:
         state = gr.State(None)

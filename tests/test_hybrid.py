@@ -6,15 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bge_explorer import fusion
-from bge_explorer.colbert import ColbertStore, colbert_score
-from bge_explorer.corpus import Corpus
+from bge_explorer.retrieval import fusion
+from bge_explorer.retrieval.colbert_store import ColbertStore, colbert_score
+from bge_explorer.data.corpus import Corpus
 from bge_explorer.errors import ExplorerError
-from bge_explorer.hybrid import HybridIndex
-from bge_explorer.models import load_embedder, load_reranker
-from bge_explorer.random_models import WORDS
+from bge_explorer.retrieval.hybrid import HybridIndex
+from bge_explorer.models.loading import load_embedder, load_reranker
+from bge_explorer.models.random_models import WORDS
 from bge_explorer.session import Session
-from bge_explorer.sparse import SparseIndex
+from bge_explorer.retrieval.sparse_index import SparseIndex
 
 rng = np.random.default_rng(11)
 QUERIES = ["blood cancer risk in patients", "eiffel tower paris", "the music of the river", "protein gene cell study"]

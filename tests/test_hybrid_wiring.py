@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bge_explorer import ui
-from bge_explorer.cli import main
-from bge_explorer.evaluation import EvalConfig, evaluate
-from bge_explorer.qrels import combine
+from bge_explorer.app import explorer as ui
+from bge_explorer.cli.commands import main
+from bge_explorer.evaluation.evaluate import EvalConfig, evaluate
+from bge_explorer.data.qrels import combine
 from bge_explorer.session import Session
 from conftest import SAMPLE_QUESTIONS as QUESTIONS
 from conftest import free_port
@@ -46,7 +46,7 @@ def read_csv(text: str) -> pd.DataFrame:
 
 def test_search_bm25_needs_no_model_and_ranks_by_bm25(sample_corpus):
     """`search --mode bm25` without --model: no embedding model is even imported, and the top hit shares the words."""
-    code = ("import sys; from bge_explorer.cli import main; "
+    code = ("import sys; from bge_explorer.cli.commands import main; "
             f"rc = main(['search', '--corpus', {sample_corpus!r}, '--mode', 'bm25', '--k', '3', '--format', 'csv', "
             "'when was the eiffel tower built']); "
             "print('FLAG' if 'FlagEmbedding' in sys.modules else 'NOFLAG', file=sys.stderr); sys.exit(rc)")
@@ -220,7 +220,7 @@ def test_colbert_switch_shows_the_estimate_then_the_memory_in_use(m3_session):
 
 
 def ui_hybrid_mib(n: int) -> str:
-    from bge_explorer.ui_hybrid import mib
+    from bge_explorer.app.hybrid import mib
 
     return mib(n)
 
@@ -281,7 +281,7 @@ def test_evaluated_query_opens_in_search_with_its_relevant_documents_marked(tiny
 
 
 def test_evaluate_tab_compares_bm25_with_hybrid(sample_corpus, beir_dir, tiny_encoder):
-    from bge_explorer import ui_evaluate
+    from bge_explorer.app import evaluate as ui_evaluate
 
     session = Session()
     session.load_corpus([sample_corpus])

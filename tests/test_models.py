@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from FlagEmbedding import BGEM3FlagModel, FlagModel, FlagReranker
 
-from bge_explorer import random_models
-from bge_explorer.catalog import BGE_EN_INSTRUCTION, CATALOG, resolve_spec
+from bge_explorer.models import random_models
+from bge_explorer.models.catalog import BGE_EN_INSTRUCTION, CATALOG, resolve_spec
 from bge_explorer.errors import ModelLoadError, ModelOfflineError
-from bge_explorer.models import MODEL_CACHE, ModelCache, load_embedder, load_embedder_with_fallback, load_reranker
+from bge_explorer.models.loading import MODEL_CACHE, ModelCache, load_embedder, load_embedder_with_fallback, load_reranker
 
 TEXTS = ["the eiffel tower in paris", "python was created by guido", "photosynthesis converts light energy"]
 

@@ -1,8 +1,10 @@
 """No work twice: what a session may change without re-embedding its corpus or re-fitting its map."""
 from __future__ import annotations
 
-from bge_explorer import random_models, ui
-from bge_explorer.catalog import BGE_EN_INSTRUCTION
+from bge_explorer.models import random_models
+
+from bge_explorer.app import explorer as ui
+from bge_explorer.models.catalog import BGE_EN_INSTRUCTION
 
 
 def test_prefix_k_reranker_and_map_colouring_trigger_no_corpus_encode_and_no_umap_fit(
@@ -45,7 +47,7 @@ def test_embedding_caches_are_per_session(tiny_encoder, sample_corpus):
 
 
 def test_an_m3_index_build_keeps_lexical_weights_so_sparse_search_encodes_nothing(tiny_m3, sample_corpus):
-    from bge_explorer.models import load_embedder
+    from bge_explorer.models.loading import load_embedder
     from bge_explorer.session import Session
 
     session = Session()

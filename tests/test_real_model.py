@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bge_explorer.models import load_embedder
+from bge_explorer.models.loading import load_embedder
 from bge_explorer.session import Session
 from conftest import SAMPLE_QUESTIONS as QUESTIONS
 

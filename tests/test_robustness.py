@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import pickle
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,10 +16,11 @@ pytest.importorskip("gradio_client")
 from gradio_client import handle_file
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "bench"))
-import robustness  # noqa: E402
+from bench import robustness
 
-from bge_explorer import ui, workspace  # noqa: E402
+from bge_explorer.app import explorer as ui  # noqa: E402
+
+from bge_explorer.app import workspace
 from bge_explorer.errors import ModelLoadError  # noqa: E402
 from bge_explorer.limits import Limits  # noqa: E402
 
@@ -152,8 +152,8 @@ class _Evil:
 
 def test_m3_side_weights_are_loaded_with_weights_only(tmp_path):
     """FlagEmbedding loads colbert_linear.pt with torch.load(weights_only=True): a pickle with code is refused."""
-    from bge_explorer import random_models
-    from bge_explorer.models import load_embedder
+    from bge_explorer.models import random_models
+    from bge_explorer.models.loading import load_embedder
 
     model = Path(random_models.build(tmp_path / "evil-m3", "m3"))
     marker = tmp_path / "PICKLE_RAN"
@@ -165,10 +165,10 @@ def test_m3_side_weights_are_loaded_with_weights_only(tmp_path):
 
 
 def test_long_documents_are_tokenized_in_pieces_with_the_same_chunks(monkeypatch, sample_corpus, tiny_encoder):
-    from bge_explorer import chunking
-    from bge_explorer.corpus import load_corpus
+    from bge_explorer.data import chunking
+    from bge_explorer.data.corpus import load_corpus
     from bge_explorer.errors import LimitError
-    from bge_explorer.models import load_embedder
+    from bge_explorer.models.loading import load_embedder
 
     tokenizer = load_embedder(tiny_encoder).tokenizer
     documents = load_corpus([sample_corpus]).documents

@@ -13,8 +13,8 @@ import tempfile
 
 import pytest
 
-from bge_explorer.cli import main
-from bge_explorer.devices import cpu_has_bf16
+from bge_explorer.cli.commands import main
+from bge_explorer.models.devices import cpu_has_bf16
 from conftest import SCIFACT
 
 MTEB_NDCG_AT_10 = 0.64508  # sentence-transformers/all-MiniLM-L6-v2, SciFact test, MTEB results

@@ -6,9 +6,9 @@ import pandas as pd
 import pytest
 from FlagEmbedding import FlagReranker
 
-from bge_explorer.catalog import BGE_EN_INSTRUCTION
-from bge_explorer.corpus import Corpus
-from bge_explorer.models import load_embedder, load_reranker
+from bge_explorer.models.catalog import BGE_EN_INSTRUCTION
+from bge_explorer.data.corpus import Corpus
+from bge_explorer.models.loading import load_embedder, load_reranker
 from bge_explorer.session import Session
 
 rng = np.random.default_rng(3)

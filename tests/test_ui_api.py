@@ -8,7 +8,7 @@ import pytest
 pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file
 
-from bge_explorer import ui
+from bge_explorer.app import explorer as ui
 from conftest import free_port
 
 

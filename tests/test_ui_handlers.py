@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bge_explorer import projection, ui
-from bge_explorer.catalog import BGE_EN_INSTRUCTION
+from bge_explorer.maps import projection
+
+from bge_explorer.app import explorer as ui
+from bge_explorer.models.catalog import BGE_EN_INSTRUCTION
 
 PAYLOAD = "<script>alert(1)</script> <img src=x onerror=alert(1)> ${alert(1)}"
 

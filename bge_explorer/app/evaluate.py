@@ -15,16 +15,16 @@ from typing import Sequence
 import gradio as gr
 import pandas as pd
 
-from .ab import KEY_METRICS, ABResult, run_ab
-from .catalog import EMBEDDERS, OFFLINE_MODEL, RERANKERS
-from .chunking import DEFAULT_OVERLAP
-from .corpus import load_corpus
-from .errors import ExplorerError
-from .evaluation import DEFAULT_EVAL_TOP_N, EvalConfig, EvaluationResult, evaluate
-from .limits import Limits, model_concurrency
-from .qrels import Benchmark, Judgments, combine, load_beir, read_qrels_csv, read_qrels_tsv, read_queries
-from .session import Session
-from .ui_hybrid import FUSIONS, RETRIEVAL_MODES
+from bge_explorer.evaluation.significance import KEY_METRICS, ABResult, run_ab
+from bge_explorer.models.catalog import EMBEDDERS, OFFLINE_MODEL, RERANKERS
+from bge_explorer.data.chunking import DEFAULT_OVERLAP
+from bge_explorer.data.corpus import load_corpus
+from bge_explorer.errors import ExplorerError
+from bge_explorer.evaluation.evaluate import DEFAULT_EVAL_TOP_N, EvalConfig, EvaluationResult, evaluate
+from bge_explorer.limits import Limits, model_concurrency
+from bge_explorer.data.qrels import Benchmark, Judgments, combine, load_beir, read_qrels_csv, read_qrels_tsv, read_queries
+from bge_explorer.session import Session
+from bge_explorer.app.hybrid import FUSIONS, RETRIEVAL_MODES
 
 INSTRUCTION_MODES = ["model's own", "none", "custom"]
 NO_RERANKER = "(none)"
@@ -121,7 +121,7 @@ def make_config(model: str, instruction_mode: str, instruction: str, reranker: s
     size = int(chunk_size) if chunk_size else None
     if size is not None and size < 8:
         raise ExplorerError("The chunk size must be at least 8 tokens (or 0 for whole documents).")
-    from .cli import parse_weights
+    from bge_explorer.cli.commands import parse_weights
 
     mode = mode if mode in RETRIEVAL_MODES else "dense"
     weight_map = parse_weights((weights or "").strip() or None)

@@ -1,8 +1,8 @@
 """The Search tab's hybrid retrieval: mode and fusion, per-mode columns, the ColBERT switch, "Why this match".
 
-Plain functions over a :class:`bge_explorer.ui.UISession` (testable without a browser); ``ui.py`` wires them.
+Plain functions over a :class:`bge_explorer.app.explorer.UISession` (testable without a browser); ``ui.py`` wires them.
 User text, token strings included (a corpus can hold ``<script>``), reaches the page only as Dataframe text
-cells, or as HTML / plotly labels escaped with :func:`bge_explorer.ui.esc`.
+cells, or as HTML / plotly labels escaped with :func:`bge_explorer.app.explorer.esc`.
 """
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import ExplorerError
-from .fusion import M3_DEFAULT_WEIGHTS, M3_MODES, MODES as FUSED
+from bge_explorer.errors import ExplorerError
+from bge_explorer.retrieval.fusion import M3_DEFAULT_WEIGHTS, M3_MODES, MODES as FUSED
 
 RETRIEVAL_MODES = ["dense", "sparse", "colbert", "bm25", "hybrid"]
 FUSIONS = ["m3", "weighted", "rrf"]
@@ -24,7 +24,7 @@ BM25_COLUMNS = ["term", "contribution"]
 
 
 def esc(text: object) -> str:
-    from .ui import esc as ui_esc
+    from bge_explorer.app.explorer import esc as ui_esc
 
     return ui_esc(text)
 

@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import LimitError
+from bge_explorer.errors import LimitError
 
 DEFAULT_SIZE = 256
 DEFAULT_OVERLAP = 32

@@ -7,8 +7,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .catalog import ModelSpec
-from .devices import autocast
+from bge_explorer.models.catalog import ModelSpec
+from bge_explorer.models.devices import autocast
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:

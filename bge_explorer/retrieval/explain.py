@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from .sparse import LexicalWeights, as_arrays
+from bge_explorer.retrieval.sparse_index import LexicalWeights, as_arrays
 
 Decode = Callable[[Sequence[int]], list[str]]
 

@@ -1,7 +1,7 @@
 """Loading models once per process: Hub or local resolution, identity, a thread-safe LRU cache.
 
 ``load_embedder`` and ``load_reranker`` are the factory: they resolve a name or path to a
-:class:`~bge_explorer.catalog.ModelSpec`, find the weights (local directory, the local Hugging Face
+:class:`~bge_explorer.models.catalog.ModelSpec`, find the weights (local directory, the local Hugging Face
 cache, or the Hub when it is reachable), load them through FlagEmbedding with an explicit device,
 and keep the result in :data:`MODEL_CACHE`, shared by every session of the process.
 """
@@ -18,11 +18,11 @@ import time
 import urllib.parse
 from typing import Callable
 
-from .catalog import DEFAULT_MODEL, OFFLINE_MODEL, ModelClass, ModelSpec, Pooling, resolve_spec
-from .devices import Precision, default_device, resolve_precision
-from .embedder import Embedder, FlagEmbedder, M3Embedder
-from .errors import ModelLoadError, ModelOfflineError
-from .reranker import Reranker
+from bge_explorer.models.catalog import DEFAULT_MODEL, OFFLINE_MODEL, ModelClass, ModelSpec, Pooling, resolve_spec
+from bge_explorer.models.devices import Precision, default_device, resolve_precision
+from bge_explorer.models.embedders import Embedder, FlagEmbedder, M3Embedder
+from bge_explorer.errors import ModelLoadError, ModelOfflineError
+from bge_explorer.models.rerankers import Reranker
 
 log = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from typing import Iterator, Literal, Sequence
 
 import pandas as pd
 
-from .errors import CorpusError
+from bge_explorer.errors import CorpusError
 
 OnError = Literal["raise", "skip"]
 FORMATS = (".txt", ".md", ".csv", ".tsv", ".jsonl", ".json", ".pdf")

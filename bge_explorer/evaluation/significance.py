@@ -15,10 +15,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .errors import ExplorerError
-from .evaluation import EvalConfig, EvaluationResult, StageProgress, evaluate
-from .qrels import Judgments, Missing
-from .session import Session
+from bge_explorer.errors import ExplorerError
+from bge_explorer.evaluation.evaluate import EvalConfig, EvaluationResult, StageProgress, evaluate
+from bge_explorer.data.qrels import Judgments, Missing
+from bge_explorer.session import Session
 
 N_RESAMPLES = 10_000
 EXACT_MAX = 16  # up to this many non-zero differences the randomisation test enumerates all sign flips

@@ -27,18 +27,18 @@ from typing import Literal, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import fusion as fz
-from .bm25 import BM25Index, BM25Settings
-from .chunking import Chunks
-from .colbert import ColbertStore, estimate_bytes
-from .embedder import Embedder, M3Embedder, Progress
-from .embedding_cache import EmbeddingCache
-from .errors import ExplorerError
-from .explain import ColbertAlignment, LexicalExplanation, colbert_alignment, explain_bm25, explain_lexical
-from .index import DenseIndex
-from .reranker import Reranker
-from .search import DEFAULT_K, DEFAULT_TOP_N, SearchResults, rerank_table, results_table
-from .sparse import SparseIndex
+from bge_explorer.retrieval import fusion as fz
+from bge_explorer.retrieval.bm25_index import BM25Index, BM25Settings
+from bge_explorer.data.chunking import Chunks
+from bge_explorer.retrieval.colbert_store import ColbertStore, estimate_bytes
+from bge_explorer.models.embedders import Embedder, M3Embedder, Progress
+from bge_explorer.retrieval.embedding_cache import EmbeddingCache
+from bge_explorer.errors import ExplorerError
+from bge_explorer.retrieval.explain import ColbertAlignment, LexicalExplanation, colbert_alignment, explain_bm25, explain_lexical
+from bge_explorer.retrieval.dense_index import DenseIndex
+from bge_explorer.models.rerankers import Reranker
+from bge_explorer.retrieval.search import DEFAULT_K, DEFAULT_TOP_N, SearchResults, rerank_table, results_table
+from bge_explorer.retrieval.sparse_index import SparseIndex
 
 Mode = Literal["dense", "sparse", "colbert", "bm25", "hybrid"]
 Fusion = Literal["m3", "weighted", "rrf"]
@@ -321,7 +321,7 @@ class HybridIndex:
                instruction: str = "", k: int = DEFAULT_K, rrf_k: int = fz.RRF_K,
                reranker: Reranker | None = None, top_n: int = DEFAULT_TOP_N) -> HybridResults:
         """One query -> :class:`HybridResults`: the fused top ``k`` with a score and rank column per mode in
-        play; the reranker (if any) then scores the first ``top_n`` rows as in :func:`bge_explorer.search.search`."""
+        play; the reranker (if any) then scores the first ``top_n`` rows as in :func:`bge_explorer.retrieval.search.search`."""
         if not query.strip():
             raise ExplorerError("Type a query.")
         comps, _ = self.plan(mode, fusion, components)
@@ -367,6 +367,6 @@ class HybridIndex:
 
 def fusion_top(scores: np.ndarray, k: int) -> np.ndarray:
     """Rows of the ``k`` best positive scores."""
-    from .sparse import top_k
+    from bge_explorer.retrieval.sparse_index import top_k
 
     return top_k(scores, k)[1]

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .sparse import top_k
+from bge_explorer.retrieval.sparse_index import top_k
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,7 +84,7 @@ class BM25Index:
 
 class WordTokenizer:
     """Splits on whitespace, with the call signature of a Hugging Face fast tokenizer that
-    :func:`bge_explorer.chunking.chunk_documents` uses: lets BM25-only sessions chunk by words, no model."""
+    :func:`bge_explorer.data.chunking.chunk_documents` uses: lets BM25-only sessions chunk by words, no model."""
 
     _word = re.compile(r"\S+")
 

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .embedder import Embedder, Progress
+from bge_explorer.models.embedders import Embedder, Progress
 
 
 def _digest(text: str) -> bytes:

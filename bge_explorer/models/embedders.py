@@ -1,6 +1,6 @@
 """Embedders: a FlagEmbedding model wrapped with its identity, device, precision and a lock.
 
-One class per backend behind :func:`bge_explorer.models.load_embedder`:
+One class per backend behind :func:`bge_explorer.models.loading.load_embedder`:
 :class:`FlagEmbedder` (``FlagModel``, CLS or mean pooling) and :class:`M3Embedder`
 (``BGEM3FlagModel``, dense vectors). Both return L2-normalised float32 arrays of shape (n, dim).
 """
@@ -15,8 +15,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from .catalog import ModelSpec
-from .devices import autocast
+from bge_explorer.models.catalog import ModelSpec
+from bge_explorer.models.devices import autocast
 
 Progress = Callable[[int, int], None]
 """Called as ``progress(done, total)`` while a corpus is embedded."""

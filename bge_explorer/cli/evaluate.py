@@ -7,12 +7,12 @@ import sys
 
 import pandas as pd
 
-from .catalog import DEFAULT_MODEL
-from .chunking import DEFAULT_OVERLAP
-from .errors import ExplorerError
-from .evaluation import DEFAULT_EVAL_TOP_N, EvalConfig, EvaluationResult, evaluate
-from .qrels import Benchmark, load_beir, load_judgments
-from .session import Session
+from bge_explorer.models.catalog import DEFAULT_MODEL
+from bge_explorer.data.chunking import DEFAULT_OVERLAP
+from bge_explorer.errors import ExplorerError
+from bge_explorer.evaluation.evaluate import DEFAULT_EVAL_TOP_N, EvalConfig, EvaluationResult, evaluate
+from bge_explorer.data.qrels import Benchmark, load_beir, load_judgments
+from bge_explorer.session import Session
 
 CONFIG_FIELDS = {"model", "instruction", "reranker", "top_n", "chunk_size", "overlap", "pooling", "model_class",
                  "precision", "label", "mode", "fusion", "weights", "components"}
@@ -36,7 +36,7 @@ def stage_progress():
 
 
 def add_evaluate_command(commands) -> None:
-    from .cli import add_instruction_options, add_model_options, add_retrieval_options
+    from bge_explorer.cli.commands import add_instruction_options, add_model_options, add_retrieval_options
 
     ev = commands.add_parser(
         "evaluate", help="nDCG, recall, MRR and MAP on labelled queries; --ab compares two configurations",
@@ -95,7 +95,7 @@ def load_data(args: argparse.Namespace) -> Benchmark:
     if not (args.corpus and args.qrels):
         raise ExplorerError("give --beir DIR_OR_ZIP, or --corpus FILES with --qrels FILE (and --queries for a "
                             "BEIR qrels TSV)")
-    from .corpus import load_corpus
+    from bge_explorer.data.corpus import load_corpus
 
     corpus = load_corpus(args.corpus)
     return Benchmark(corpus, load_judgments(args.qrels, args.queries), "", args.split)
@@ -103,7 +103,7 @@ def load_data(args: argparse.Namespace) -> Benchmark:
 
 def default_model(precision: str) -> str:
     """The default model's name, or the offline fallback's when it cannot be had (said on stderr)."""
-    from .models import load_embedder_with_fallback
+    from bge_explorer.models.loading import load_embedder_with_fallback
 
     embedder, notice = load_embedder_with_fallback(DEFAULT_MODEL, precision=precision)
     if notice:
@@ -113,7 +113,7 @@ def default_model(precision: str) -> str:
 
 def retrieval_fields(args: argparse.Namespace, prefix: str = "") -> dict:
     """The EvalConfig fields the --mode/--fusion/--weights/--components options (or B's) set."""
-    from .cli import hybrid_components, parse_weights
+    from bge_explorer.cli.commands import hybrid_components, parse_weights
 
     fields: dict = {}
     if getattr(args, f"{prefix}mode"):
@@ -245,7 +245,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         if args.plot:
             print("note: --plot draws the A/B chart; it needs --ab", file=sys.stderr)
     else:
-        from .ab import run_ab
+        from bge_explorer.evaluation.significance import run_ab
 
         ab = run_ab(session, data.judgments, a, b, progress=progress, missing=missing, n_resamples=args.resamples)
         print("A: " + format_result(ab.a).removeprefix("A: "))

@@ -7,13 +7,13 @@ from typing import Sequence
 
 import pandas as pd
 
-from .catalog import DEFAULT_MODEL, EMBEDDERS, OFFLINE_MODEL
-from .embedder import Embedder
-from .chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
-from .errors import ExplorerError
-from .models import load_embedder, load_embedder_with_fallback, load_reranker
-from .search import DEFAULT_K, DEFAULT_TOP_N
-from .session import Session
+from bge_explorer.models.catalog import DEFAULT_MODEL, EMBEDDERS, OFFLINE_MODEL
+from bge_explorer.models.embedders import Embedder
+from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
+from bge_explorer.errors import ExplorerError
+from bge_explorer.models.loading import load_embedder, load_embedder_with_fallback, load_reranker
+from bge_explorer.retrieval.search import DEFAULT_K, DEFAULT_TOP_N
+from bge_explorer.session import Session
 
 
 def stderr_progress(label: str):
@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     embed.add_argument("--out", required=True, metavar="FILE.parquet")
     embed.set_defaults(run=cmd_embed)
 
-    from .cli_evaluate import add_evaluate_command
+    from bge_explorer.cli.evaluate import add_evaluate_command
 
     add_evaluate_command(commands)
     return parser

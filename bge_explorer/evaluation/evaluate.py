@@ -15,7 +15,7 @@ a reranker, the top ``top_n`` documents (each represented by its best chunk) are
 cross-encoder and put in its order; the documents below keep their retrieval order.
 
 Modes other than dense (``sparse``, ``colbert``, ``bm25``, ``hybrid``) retrieve through
-:meth:`bge_explorer.hybrid.HybridIndex.retrieve` and go through the same chunk -> document rule (best
+:meth:`bge_explorer.retrieval.hybrid.HybridIndex.retrieve` and go through the same chunk -> document rule (best
 fused score of a document's chunks). ``bm25`` needs no model: without one (or without chunking) no
 embedding model is loaded at all.
 """
@@ -30,14 +30,14 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .catalog import OFFLINE_MODEL
-from .chunking import DEFAULT_OVERLAP, Chunks
-from .embedder import Embedder
-from .errors import ExplorerError
-from .index import DenseIndex
-from .qrels import Judgments, Missing
-from .reranker import Reranker
-from .session import Session
+from bge_explorer.models.catalog import OFFLINE_MODEL
+from bge_explorer.data.chunking import DEFAULT_OVERLAP, Chunks
+from bge_explorer.models.embedders import Embedder
+from bge_explorer.errors import ExplorerError
+from bge_explorer.retrieval.dense_index import DenseIndex
+from bge_explorer.data.qrels import Judgments, Missing
+from bge_explorer.models.rerankers import Reranker
+from bge_explorer.session import Session
 
 KS = (1, 3, 5, 10, 100)
 MEASURES = ("ndcg", "recall", "mrr", "map")
@@ -213,7 +213,7 @@ class EvalConfig:
     components: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
-        from .hybrid import FUSIONS, MODES
+        from bge_explorer.retrieval.hybrid import FUSIONS, MODES
 
         if self.mode not in MODES:
             raise ExplorerError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
@@ -373,7 +373,7 @@ def build_eval_index(session: Session, embedder: Embedder, chunk_size: int | Non
 def _load_models(config: EvalConfig) -> tuple[Embedder | None, Reranker | None]:
     """The configuration's embedder (None for BM25 without chunking or without a model: nothing is loaded)
     and reranker."""
-    from .models import load_embedder, load_reranker
+    from bge_explorer.models.loading import load_embedder, load_reranker
 
     embedder = None
     if config.needs_model or (config.model and config.chunk_size):
@@ -396,8 +396,8 @@ def build_eval_hybrid(session: Session, embedder: Embedder | None, config: EvalC
     """(chunks, HybridIndex) for a non-dense configuration, reused from an earlier configuration of this session
     with the same model and chunking. Lexical weights are computed before the dense vectors so that BGE-M3
     encodes each passage once for both; both go to the session's caches."""
-    from .bm25 import WordTokenizer
-    from .hybrid import HybridIndex
+    from bge_explorer.retrieval.bm25_index import WordTokenizer
+    from bge_explorer.retrieval.hybrid import HybridIndex
 
     if session.corpus is None:
         raise ExplorerError("Load a corpus first (or give a BEIR dataset with its corpus.jsonl).")
@@ -474,7 +474,7 @@ def evaluate(session: Session, judgments: Judgments, config: EvalConfig, *,
     comps: tuple[str, ...] = ("dense",)
     used_weights: dict[str, float] = {}
     if config.mode == "dense":
-        from .embedder import M3Embedder
+        from bge_explorer.models.embedders import M3Embedder
 
         if isinstance(embedder, M3Embedder):  # one M3 pass gives the lexical weights too: a B in sparse or hybrid
             _, hybrid_for_cache = build_eval_hybrid(session, embedder, config, progress)  # mode reuses them
@@ -482,7 +482,7 @@ def evaluate(session: Session, judgments: Judgments, config: EvalConfig, *,
         else:
             chunks, index = build_eval_index(session, embedder, config.chunk_size, config.overlap, progress)
     else:
-        from . import fusion as fz
+        from bge_explorer.retrieval import fusion as fz
 
         chunks, hybrid = build_eval_hybrid(session, embedder, config, progress)
         if config.mode == "hybrid" and config.components is None:

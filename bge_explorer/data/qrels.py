@@ -33,8 +33,8 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator, Literal
 
-from .corpus import Corpus, decode, load_corpus
-from .errors import CorpusError, ExplorerError, LimitError
+from bge_explorer.data.corpus import Corpus, decode, load_corpus
+from bge_explorer.errors import CorpusError, ExplorerError, LimitError
 
 MAX_ZIP_BYTES = int(float(os.environ.get("BGE_EXPLORER_MAX_ZIP_MB", "1024")) * 2**20)
 MAX_ZIP_MEMBERS = 10_000

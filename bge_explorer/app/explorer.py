@@ -22,20 +22,22 @@ import gradio as gr
 import numpy as np
 import pandas as pd
 
-from . import projection, workspace
-from .catalog import CATALOG, DEFAULT_MODEL, EMBEDDERS, RERANKERS
-from .chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
-from .corpus import FORMATS
-from .errors import ExplorerError, LimitError
-from .limits import Limits, model_concurrency
-from .models import load_embedder, load_embedder_with_fallback, load_reranker
-from .search import SearchResults
-from .ui_hybrid import FUSIONS, RETRIEVAL_MODES
-from .session import Session
+from bge_explorer.maps import projection
+
+from bge_explorer.app import workspace
+from bge_explorer.models.catalog import CATALOG, DEFAULT_MODEL, EMBEDDERS, RERANKERS
+from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
+from bge_explorer.data.corpus import FORMATS
+from bge_explorer.errors import ExplorerError, LimitError
+from bge_explorer.limits import Limits, model_concurrency
+from bge_explorer.models.loading import load_embedder, load_embedder_with_fallback, load_reranker
+from bge_explorer.retrieval.search import SearchResults
+from bge_explorer.app.hybrid import FUSIONS, RETRIEVAL_MODES
+from bge_explorer.session import Session
 
 log = logging.getLogger(__name__)
 
-SAMPLE_CORPUS = str(Path(__file__).resolve().parent.parent / "assets" / "sample_corpus.jsonl")
+SAMPLE_CORPUS = str(Path(__file__).resolve().parents[2] / "assets" / "sample_corpus.jsonl")
 NO_RERANKER = "none"
 INSTRUCTION_MODES = ["model default", "custom", "none"]
 PREVIEW_ROWS = 500
@@ -412,7 +414,7 @@ def final_ranking(results: SearchResults, k: int) -> pd.DataFrame:
 def _extra_columns(out: pd.DataFrame, table: pd.DataFrame, relevant: set[str] | None) -> pd.DataFrame:
     """After the text column: ``relevant`` (documents marked from the Evaluate tab) and a score and rank column
     per retrieval mode in play (hybrid modes)."""
-    from .ui_hybrid import mode_columns
+    from bge_explorer.app.hybrid import mode_columns
 
     if relevant:
         out["relevant"] = ["✓ relevant" if d in relevant else "" for d in table["doc_id"].astype(str)]
@@ -483,7 +485,7 @@ def search(query: str, instruction_mode: str = "model default", instruction: str
             results = session.search(query, instruction=instr, k=max(k, top_n) if rr else k, reranker=rr,
                                      top_n=top_n)
         else:
-            from .ui_hybrid import run_search, weights_of
+            from bge_explorer.app.hybrid import run_search, weights_of
 
             results, mode_note = run_search(session, query, mode, fusion,
                                             weights_of(w_dense, w_sparse, w_colbert, w_bm25), instr,
@@ -546,7 +548,7 @@ def rerun_search(query, instruction_mode, instruction, k, reranker, top_n, state
 
 def retrieval_info(state: Any = None) -> str:
     """The retrieval panel: modes the index serves, memory per part, ColBERT's memory (estimate before on)."""
-    from .ui_hybrid import retrieval_info as info
+    from bge_explorer.app.hybrid import retrieval_info as info
 
     session = get_session(state)
     try:
@@ -557,7 +559,7 @@ def retrieval_info(state: Any = None) -> str:
 
 def toggle_colbert(on: bool, state: Any = None, progress: Callable = gr.Progress()):
     """The ColBERT switch: build (on) or free (off) the token vectors. -> (switch, retrieval panel, state)."""
-    from .ui_hybrid import toggle_colbert as toggle
+    from bge_explorer.app.hybrid import toggle_colbert as toggle
 
     session = get_session(state)
     progress = progress or _no_progress
@@ -576,7 +578,7 @@ def explain(rank: float = 1, state: Any = None):
     """"Why this match" for the current results' result at ``rank`` (retrieval / fused order, 1 = first).
 
     -> (summary HTML, lexical weights table, ColBERT heat map, ColBERT alignment table, BM25 terms table)."""
-    from .ui_hybrid import explain_view
+    from bge_explorer.app.hybrid import explain_view
 
     session = get_session(state)
     results = session.current_results()
@@ -804,7 +806,7 @@ documents and queries sit on a map. Each browser tab has its own corpus and inde
 
 def build_app() -> gr.Blocks:
     """The Blocks app. Launch it with ``css`` from assets/style.css (see app.py)."""
-    from .ui_evaluate import build_evaluate_tab
+    from bge_explorer.app.evaluate import build_evaluate_tab
 
     embedder_choices = [name for name in EMBEDDERS]
     limits = Limits.from_env()

@@ -7,10 +7,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .chunking import Chunks
-from .embedder import Embedder
-from .index import DenseIndex
-from .reranker import Reranker, sigmoid
+from bge_explorer.data.chunking import Chunks
+from bge_explorer.models.embedders import Embedder
+from bge_explorer.retrieval.dense_index import DenseIndex
+from bge_explorer.models.rerankers import Reranker, sigmoid
 
 DEFAULT_K = 100
 DEFAULT_TOP_N = 20
