@@ -17,6 +17,8 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"  # before gradio is imported: n
 # Gradio's upload/output cache in a folder of its own (emptied on restart, swept by Blocks(delete_cache=...)).
 os.environ.setdefault("GRADIO_TEMP_DIR", os.path.join(tempfile.gettempdir(), "bge-explorer-gradio"))
 
+from bge_explorer import settings  # noqa: E402  (reads no environment at import)
+
 ROOT = Path(__file__).resolve().parent
 CSS_PATH = ROOT / "assets" / "style.css"
 
@@ -27,7 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="interface to listen on (default 0.0.0.0, or GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
                         help="port (default 7860, or GRADIO_SERVER_PORT)")
-    parser.add_argument("--concurrency", type=int, default=int(os.environ.get("BGE_EXPLORER_CONCURRENCY", "2")),
+    parser.add_argument("--concurrency", type=int, default=settings.current().server_concurrency,
                         help="events without a model (corpus loading, map, exports) run at once per handler "
                              "(default 2); events that use a model share BGE_EXPLORER_MODEL_CONCURRENCY")
     parser.add_argument("--no-preload", action="store_true", help="do not load the default model at start")
@@ -53,11 +55,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     demo = create_app(preload=not args.no_preload, warm_umap=not args.no_warm_umap)
-    from bge_explorer.limits import gradio_max_file_size
 
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, css_paths=[CSS_PATH], footer_links=["api", "settings"],
-                max_file_size=gradio_max_file_size())
+                max_file_size=settings.current().max_file_size())
     return 0
 
 

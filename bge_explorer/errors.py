@@ -29,3 +29,24 @@ class LimitError(ExplorerError):
 
 class ModelOfflineError(ModelLoadError):
     """A Hub model is not in the local cache and the Hub cannot be reached."""
+
+
+class SettingsError(ExplorerError):
+    """An environment variable of the deployment holds a value that cannot be used. Names the variable."""
+
+
+class ConfigError(ExplorerError):
+    """A retrieval configuration is invalid. Names the field."""
+
+    def __init__(self, field: str, reason: str):
+        self.field, self.reason = field, reason
+        super().__init__(f"{field}: {reason}")
+
+
+class QrelsError(ExplorerError):
+    """Queries or judgments could not be read. Names the file and, where it applies, the line."""
+
+    def __init__(self, file: str, reason: str, line: int | None = None):
+        self.file, self.reason, self.line = file, reason, line
+        where = f"{file}, line {line}" if line is not None else file
+        super().__init__(f"{where}: {reason}")

@@ -13,7 +13,8 @@ from bge_explorer.retrieval.embedding_cache import EmbeddingCache
 from bge_explorer.errors import ExplorerError
 from bge_explorer.retrieval.hybrid import HybridIndex, HybridResults, LexicalCache
 from bge_explorer.retrieval.dense_index import DenseIndex
-from bge_explorer.limits import Limits
+from bge_explorer import settings
+from bge_explorer.settings import Limits
 from bge_explorer.models.rerankers import Reranker
 from bge_explorer.retrieval.search import DEFAULT_K, DEFAULT_TOP_N, SearchResults, search
 
@@ -23,7 +24,7 @@ class Session:
     embeddings are looked up in the session's :class:`EmbeddingCache` first."""
 
     def __init__(self, limits: Limits | None = None) -> None:
-        self.limits = limits or Limits.from_env()
+        self.limits = limits or settings.current().limits
         self.corpus: Corpus | None = None
         self.cache = EmbeddingCache()
         self.embedder: Embedder | None = None

@@ -6,6 +6,7 @@ import socket
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a Hub name fails at once instead of after a minute
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("BGE_EXPLORER_AUTO_UMAP", "0")  # maps are fitted when asked for; the browser tests turn it on
 
 import pytest
 

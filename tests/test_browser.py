@@ -36,9 +36,8 @@ sync_api = pytest.importorskip("playwright.sync_api")
 @pytest.fixture(scope="module")
 def app_url():
     import app as app_module
-    from bge_explorer.app import explorer as ui
 
-    ui.AUTO_UMAP = True  # as served: UMAP starts fitting in the background once the index is built
+    os.environ["BGE_EXPLORER_AUTO_UMAP"] = "1"  # as served: UMAP fits in the background after a build
     demo = app_module.create_app(preload=False, warm_umap=False)
     demo.queue(default_concurrency_limit=2)
     port = free_port()
@@ -48,6 +47,7 @@ def app_url():
         yield f"http://127.0.0.1:{port}/"
     finally:
         demo.close()
+        os.environ["BGE_EXPLORER_AUTO_UMAP"] = "0"
 
 
 @pytest.fixture()

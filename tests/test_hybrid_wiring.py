@@ -167,7 +167,6 @@ def test_cli_evaluate_bm25_against_a_model_from_a_config_file(beir_dir, tiny_enc
 @pytest.fixture(scope="module")
 def m3_session(tiny_m3, tmp_path_factory, sample_corpus):
     """The sample corpus plus a document full of markup, indexed whole by the tiny BGE-M3 model."""
-    ui.AUTO_UMAP = False
     evil = tmp_path_factory.mktemp("evil") / "evil.jsonl"
     evil.write_text(json.dumps({"_id": "<b>evil</b>", "title": "", "text": f"{PAYLOAD} eiffel tower < > paris"}) + "\n")
     *_, session = ui.load_corpus([sample_corpus, str(evil)])
@@ -305,8 +304,6 @@ def test_evaluate_tab_compares_bm25_with_hybrid(sample_corpus, beir_dir, tiny_en
 
 def test_api_search_modes_colbert_and_explain(tiny_m3, sample_corpus):
     from gradio_client import Client, handle_file
-
-    ui.AUTO_UMAP = False
     demo = ui.build_app()
     demo.queue(default_concurrency_limit=2)
     port = free_port()

@@ -22,7 +22,7 @@ from bge_explorer.app import explorer as ui  # noqa: E402
 
 from bge_explorer.app import workspace
 from bge_explorer.errors import ModelLoadError  # noqa: E402
-from bge_explorer.limits import Limits  # noqa: E402
+from bge_explorer.settings import Limits  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -107,7 +107,7 @@ def test_empty_query_and_missing_index_are_clear_errors(tiny_encoder):
 
 def test_limits_name_the_limit_and_its_value(tmp_path, tiny_encoder):
     from bge_explorer.errors import LimitError
-    from bge_explorer.limits import Limits
+    from bge_explorer.settings import Limits
 
     session = Session(Limits(max_upload_mb=0.001, max_files=2, max_chunks=5, max_query_chars=10, max_k=50))
     (tmp_path / "big.txt").write_text("x " * 1000)
@@ -128,7 +128,7 @@ def test_limits_name_the_limit_and_its_value(tmp_path, tiny_encoder):
 
 
 def test_limits_from_environment(monkeypatch):
-    from bge_explorer.limits import Limits
+    from bge_explorer.settings import Limits
 
     monkeypatch.setenv("BGE_EXPLORER_MAX_K", "7")
     monkeypatch.setenv("BGE_EXPLORER_MAX_UPLOAD_MB", "2.5")

@@ -15,7 +15,6 @@ from conftest import free_port
 
 @pytest.fixture(scope="module")
 def app_url():
-    ui.AUTO_UMAP = False  # the map is fitted when asked for, not in the background, to keep the CPUs for the tests
     demo = ui.build_app()
     demo.queue(default_concurrency_limit=2)
     port = free_port()

@@ -20,7 +20,6 @@ PAYLOAD = "<script>alert(1)</script> <img src=x onerror=alert(1)> ${alert(1)}"
 @pytest.fixture(scope="module")
 def indexed(tiny_encoder, sample_corpus):
     """A session with the sample corpus indexed by the tiny encoder (UMAP not started in the background)."""
-    ui.AUTO_UMAP = False
     _, _, _, session = ui.load_corpus([sample_corpus])
     *_, session = ui.build_index(tiny_encoder, chunking="tokens", chunk_size=64, overlap=8, state=session,
                                  progress=None)

@@ -21,7 +21,8 @@ from bge_explorer.data.chunking import DEFAULT_OVERLAP
 from bge_explorer.data.corpus import load_corpus
 from bge_explorer.errors import ExplorerError
 from bge_explorer.evaluation.evaluate import DEFAULT_EVAL_TOP_N, EvalConfig, EvaluationResult, evaluate
-from bge_explorer.limits import Limits, model_concurrency
+from bge_explorer import settings
+from bge_explorer.settings import Limits
 from bge_explorer.data.qrels import Benchmark, Judgments, combine, load_beir, read_qrels_csv, read_qrels_tsv, read_queries
 from bge_explorer.session import Session
 from bge_explorer.app.hybrid import FUSIONS, RETRIEVAL_MODES
@@ -55,7 +56,7 @@ def load_uploads(session: Session, files: Sequence[str] | None, split: str = "te
     Accepted: one BEIR ``.zip``; ``corpus.jsonl`` (optional) + ``queries.jsonl`` + a qrels ``.tsv``; or a
     ``.csv`` of query,relevant_doc_id[,score]. Without a corpus file the session's corpus is used.
     """
-    limits = limits or Limits.from_env()
+    limits = limits or settings.current().limits
     paths = [str(f) for f in (files or [])]
     if not paths:
         raise ExplorerError("Upload labelled queries: a BEIR zip, queries.jsonl with a qrels .tsv, or a CSV of "
@@ -215,7 +216,7 @@ def run_evaluation(session: Session | None, files, split: str,
         files = files if isinstance(files, (list, tuple)) else ([files] if files else [])
         files = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in files]
         bench, own_corpus = load_uploads(session, files, split)
-        limits = Limits.from_env()
+        limits = settings.current().limits
         config_a = make_config(a_model, a_instruction_mode, a_instruction, a_reranker, a_top_n, a_chunk,
                                a_mode, a_fusion, a_weights)
         config_b = make_config(b_model, b_instruction_mode, b_instruction, b_reranker, b_top_n, b_chunk,
@@ -339,7 +340,7 @@ def build_evaluate_tab(session_state: gr.State):
     run.click(run_evaluation, [session_state, files, split, *a_fields, compare, *b_fields, metric, *a_retrieval,
                                *b_retrieval],
               [session_state, status, a_table, b_table, ab_table, per_query, chart, downloads],
-              api_name="evaluate", concurrency_id="models", concurrency_limit=model_concurrency())
+              api_name="evaluate", concurrency_id="models", concurrency_limit=settings.current().models_concurrency())
     per_query.select(pick_query, per_query, [selected_query, selected_relevant], api_visibility="private")
     return {"files": files, "status": status, "per_query": per_query, "chart": chart, "run": run,
             "selected_query": selected_query, "selected_relevant": selected_relevant}

@@ -29,7 +29,7 @@ from bge_explorer.models.catalog import CATALOG, DEFAULT_MODEL, EMBEDDERS, RERAN
 from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
 from bge_explorer.data.corpus import FORMATS
 from bge_explorer.errors import ExplorerError, LimitError
-from bge_explorer.limits import Limits, model_concurrency
+from bge_explorer import settings
 from bge_explorer.models.loading import load_embedder, load_embedder_with_fallback, load_reranker
 from bge_explorer.retrieval.search import SearchResults
 from bge_explorer.app.hybrid import FUSIONS, RETRIEVAL_MODES
@@ -45,7 +45,6 @@ TEXT_PREVIEW = 300
 DEFAULT_K = 10
 DEFAULT_TOP_N = 20
 MAX_K = 1000
-AUTO_UMAP = os.environ.get("BGE_EXPLORER_AUTO_UMAP", "1") != "0"  # fit UMAP in the background after indexing
 STOPWORDS = set("a an the of and or to in on at for by with is are was were be been it its this that what which who "
                 "how when where why do does did from as".split())
 
@@ -363,7 +362,7 @@ def build_index(model: str = DEFAULT_MODEL, pooling: str = "auto", model_class: 
     session.notice, session.results, session.compare = notice, None, {}
     embedded = embedder.corpus_texts_encoded - before
     elapsed = time.monotonic() - started
-    if AUTO_UMAP:
+    if settings.current().auto_umap:  # fit UMAP in the background after indexing
         session.maps.start_umap(session.map_key(), session.vectors)
     counts = (f"<b>{len(session.corpus.documents)}</b> documents → <b>{len(chunks)}</b> chunks "
               f"({'one per document' if size is None else f'up to {size} tokens, overlap {int(overlap)}'}); "
@@ -809,16 +808,17 @@ def build_app() -> gr.Blocks:
     from bge_explorer.app.evaluate import build_evaluate_tab
 
     embedder_choices = [name for name in EMBEDDERS]
-    limits = Limits.from_env()
+    config = settings.current()
+    limits = config.limits
     ttl = workspace.session_ttl_s()
-    models = dict(concurrency_id="models", concurrency_limit=model_concurrency())  # every event that runs a model
+    models = dict(concurrency_id="models", concurrency_limit=config.models_concurrency())  # every event that runs a model
     # Gradio's own copies of uploads and outputs (in GRADIO_TEMP_DIR) are deleted once older than the session TTL.
     with gr.Blocks(title="BGE Explorer", analytics_enabled=False, fill_width=True,
                    delete_cache=(int(max(60, min(600, ttl))), int(max(60, ttl)))) as demo:
         # One UISession per browser session; dropped (files deleted) after `ttl` idle seconds or when the tab closes.
         state = gr.State(None, time_to_live=ttl, delete_callback=drop_state)
         gr.Markdown(INTRO)
-        gr.Markdown(esc(limits.describe()), elem_id="limits")
+        gr.Markdown(esc(config.describe()), elem_id="limits")
         loaded_model = gr.HTML(_box("info", "No model loaded yet."), elem_id="loaded-model")
         with gr.Tabs() as tabs:
             with gr.Tab("Corpus", id="corpus"):

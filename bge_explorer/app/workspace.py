@@ -16,19 +16,19 @@ import time
 from pathlib import Path
 from typing import Sequence
 
+from bge_explorer import settings
+
 SESSION_PREFIX = "session-"
 
 
 def session_ttl_s() -> float:
-    """Idle seconds after which a session's state and files are dropped (BGE_EXPLORER_SESSION_TTL_S, default 3600)."""
-    return float(os.environ.get("BGE_EXPLORER_SESSION_TTL_S", "3600"))
+    """Idle seconds after which a session's state and files are dropped (see :class:`~bge_explorer.settings.Settings`)."""
+    return settings.current().session_ttl_s
 
 
 def root() -> Path:
     """The folder holding every session directory: BGE_EXPLORER_TMP_DIR, else <system temp>/bge-explorer-sessions."""
-    folder = Path(os.environ.get("BGE_EXPLORER_TMP_DIR") or os.path.join(tempfile.gettempdir(), "bge-explorer-sessions"))
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return folder
+    return settings.current().sessions_root()
 
 
 _lock = threading.Lock()

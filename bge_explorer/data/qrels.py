@@ -34,21 +34,13 @@ from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator, Literal
 
 from bge_explorer.data.corpus import Corpus, decode, load_corpus
-from bge_explorer.errors import CorpusError, ExplorerError, LimitError
+from bge_explorer import settings
+from bge_explorer.errors import CorpusError, LimitError, QrelsError
 
-MAX_ZIP_BYTES = int(float(os.environ.get("BGE_EXPLORER_MAX_ZIP_MB", "1024")) * 2**20)
 MAX_ZIP_MEMBERS = 10_000
 SHOWN = 5  # ids shown in a message listing problems
 Missing = Literal["raise", "drop"]
 
-
-class QrelsError(ExplorerError):
-    """Queries or judgments could not be read. Names the file and, where it applies, the line."""
-
-    def __init__(self, file: str, reason: str, line: int | None = None):
-        self.file, self.reason, self.line = file, reason, line
-        where = f"{file}, line {line}" if line is not None else file
-        super().__init__(f"{where}: {reason}")
 
 
 def _few(ids: Iterable[str], total: int) -> str:
@@ -375,7 +367,7 @@ def safe_extract(zip_path: str | Path, dest: str | Path, *, max_bytes: int | Non
     than ``max_bytes`` uncompressed in total (checked against the declared sizes, then again while
     writing, so a lying header cannot get past it). Raises QrelsError or LimitError.
     """
-    max_bytes = MAX_ZIP_BYTES if max_bytes is None else max_bytes
+    max_bytes = int(settings.current().limits.max_zip_mb * 2**20) if max_bytes is None else max_bytes
     name = name or os.path.basename(str(zip_path))
     try:
         archive = zipfile.ZipFile(zip_path)

@@ -8,6 +8,7 @@ from typing import Literal
 
 ModelClass = Literal["encoder", "m3", "reranker"]
 Pooling = Literal["cls", "mean"]
+from bge_explorer import settings
 
 BGE_EN_INSTRUCTION = "Represent this sentence for searching relevant passages: "
 OFFLINE_MODEL = "all-MiniLM-L6-v2"
@@ -71,9 +72,8 @@ RERANKERS = [name for name, spec in CATALOG.items() if spec.model_class == "rera
 
 
 def allowed_roots() -> list[str]:
-    """Directories local models may come from: BGE_EXPLORER_MODEL_ROOTS (``os.pathsep``-separated); empty = any."""
-    roots = os.environ.get("BGE_EXPLORER_MODEL_ROOTS", "")
-    return [os.path.realpath(r) for r in roots.split(os.pathsep) if r]
+    """Directories local models may come from (BGE_EXPLORER_MODEL_ROOTS); empty = any."""
+    return list(settings.current().model_roots)
 
 
 def _local_model_dir(path: str) -> str:

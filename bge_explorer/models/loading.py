@@ -21,6 +21,7 @@ from typing import Callable
 from bge_explorer.models.catalog import DEFAULT_MODEL, OFFLINE_MODEL, ModelClass, ModelSpec, Pooling, resolve_spec
 from bge_explorer.models.devices import Precision, default_device, resolve_precision
 from bge_explorer.models.embedders import Embedder, FlagEmbedder, M3Embedder
+from bge_explorer import settings
 from bge_explorer.errors import ModelLoadError, ModelOfflineError
 from bge_explorer.models.rerankers import Reranker
 
@@ -32,7 +33,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".json", ".txt", ".model")
 
 def trust_remote_code() -> bool:
     """Remote code runs only when the operator sets BGE_EXPLORER_TRUST_REMOTE_CODE=1."""
-    return os.environ.get("BGE_EXPLORER_TRUST_REMOTE_CODE", "") == "1"
+    return settings.current().trust_remote_code
 
 
 _reachable: dict[str, tuple[float, bool]] = {}
@@ -123,8 +124,8 @@ class ModelCache:
     recently used models are evicted (the newest always stays). A failed load changes nothing.
     """
 
-    def __init__(self, budget_bytes: int):
-        self.budget_bytes = budget_bytes
+    def __init__(self, budget_bytes: int | None = None):
+        self._budget_bytes = budget_bytes
         self.loads = 0
         self._entries: collections.OrderedDict[tuple, tuple[object, int]] = collections.OrderedDict()
         self._key_locks: dict[tuple, threading.Lock] = {}
@@ -152,6 +153,13 @@ class ModelCache:
             return obj
 
     @property
+    def budget_bytes(self) -> int:
+        """The fixed budget given, else the settings' model memory (BGE_EXPLORER_MODEL_MEMORY_MB) now."""
+        if self._budget_bytes is not None:
+            return self._budget_bytes
+        return int(settings.current().model_memory_mb * 2**20)
+
+    @property
     def used_bytes(self) -> int:
         return sum(nbytes for _, nbytes in self._entries.values())
 
@@ -164,7 +172,7 @@ class ModelCache:
             self._entries.clear()
 
 
-MODEL_CACHE = ModelCache(int(float(os.environ.get("BGE_EXPLORER_MODEL_MEMORY_MB", "6144")) * 2**20))
+MODEL_CACHE = ModelCache()
 
 
 def _param_bytes(module) -> int:
