@@ -245,9 +245,11 @@ def load_embedder(name_or_path: str | ModelSpec, *, pooling: Pooling | None = No
                   batch_size: int | None = None) -> Embedder:
     """An :class:`Embedder` for a catalog name, Hub id or local directory, loaded once per process.
 
-    Raises ModelLoadError naming the model and the reason when it cannot be loaded.
+    Raises ModelLoadError naming the model and the reason when it cannot be loaded (ModelSpecError for a string
+    that names no model this server accepts), LimitError for an id longer than ``limits.max_field_chars``.
     """
-    spec = name_or_path if isinstance(name_or_path, ModelSpec) else _spec(name_or_path, model_class, pooling)
+    spec = name_or_path if isinstance(name_or_path, ModelSpec) else resolve_spec(name_or_path, model_class=model_class,
+                                                                                  pooling=pooling)
     if spec.model_class == "reranker":
         raise ModelLoadError(spec.name, "it is a reranker, not an embedding model")
     return _get(spec, precision, device, batch_size)  # type: ignore[return-value]
@@ -256,15 +258,8 @@ def load_embedder(name_or_path: str | ModelSpec, *, pooling: Pooling | None = No
 def load_reranker(name_or_path: str | ModelSpec, *, precision: Precision = "auto", device: str | None = None,
                   batch_size: int | None = None) -> Reranker:
     """A :class:`Reranker` (cross-encoder) for a catalog name, Hub id or local directory."""
-    spec = name_or_path if isinstance(name_or_path, ModelSpec) else _spec(name_or_path, "reranker", None)
+    spec = name_or_path if isinstance(name_or_path, ModelSpec) else resolve_spec(name_or_path, model_class="reranker")
     return _get(spec, precision, device, batch_size)  # type: ignore[return-value]
-
-
-def _spec(name: str, model_class: ModelClass | None, pooling: Pooling | None) -> ModelSpec:
-    try:
-        return resolve_spec(name, model_class=model_class, pooling=pooling)
-    except ValueError as exc:
-        raise ModelLoadError(name, str(exc)) from None
 
 
 def load_embedder_with_fallback(name_or_path: str = DEFAULT_MODEL, **kwargs) -> tuple[Embedder, str | None]:
