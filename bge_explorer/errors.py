@@ -50,3 +50,7 @@ class QrelsError(ExplorerError):
         self.file, self.reason, self.line = file, reason, line
         where = f"{file}, line {line}" if line is not None else file
         super().__init__(f"{where}: {reason}")
+
+
+class ModelSpecError(ModelLoadError):
+    """A model name or path is not one this server accepts (not a catalog name, Hub id or allowed directory)."""

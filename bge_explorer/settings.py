@@ -86,7 +86,8 @@ class Settings:
     """A deployment's settings. ``from_env`` documents each variable next to its field.
 
     ``public``: a public deployment (``SPACE_ID`` set, or BGE_EXPLORER_PUBLIC=1, or ``app.py --public``): local
-    model paths are refused unless ``model_roots`` is set.
+    model paths are refused unless ``model_roots`` is set. ``hub_allow`` and ``hub_token_for_visitors`` are about
+    Hub ids a visitor types: catalog models are always allowed and use HF_TOKEN (docs/security.md, Model loading).
     """
 
     limits: Limits = Limits()
@@ -100,8 +101,8 @@ class Settings:
     auto_umap: bool = True  # BGE_EXPLORER_AUTO_UMAP=0 turns off fitting UMAP in the background after a build
     public: bool = False  # BGE_EXPLORER_PUBLIC=1 or SPACE_ID set
     max_model_mb: float = 3_000.0  # BGE_EXPLORER_MAX_MODEL_MB: a Hub model's download cap (its needed files)
-    hub_allow: tuple[str, ...] = ()  # BGE_EXPLORER_HUB_ALLOW: comma-separated Hub ids a visitor may load; empty: any
-    hub_token_for_visitors: bool = False  # BGE_EXPLORER_HUB_TOKEN_FOR_VISITORS=1: typed ids may use HF_TOKEN
+    hub_allow: tuple[str, ...] = ()  # BGE_EXPLORER_HUB_ALLOW: comma-separated Hub ids a visitor may type; empty: any
+    hub_token_for_visitors: bool = False  # BGE_EXPLORER_HUB_TOKEN_FOR_VISITORS=1: typed ids get HF_TOKEN too
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:

@@ -10,7 +10,7 @@ from FlagEmbedding import BGEM3FlagModel, FlagModel, FlagReranker
 
 from bge_explorer.models import random_models
 from bge_explorer.models.catalog import BGE_EN_INSTRUCTION, CATALOG, resolve_spec
-from bge_explorer.errors import ModelLoadError, ModelOfflineError
+from bge_explorer.errors import ModelLoadError, ModelOfflineError, ModelSpecError
 from bge_explorer.models.loading import MODEL_CACHE, ModelCache, load_embedder, load_embedder_with_fallback, load_reranker
 
 TEXTS = ["the eiffel tower in paris", "python was created by guido", "photosynthesis converts light energy"]
@@ -32,17 +32,19 @@ def test_custom_model_ids_are_validated(tmp_path, tiny_encoder, monkeypatch):
     assert resolve_spec("someone/my-bge").source == "someone/my-bge"
     assert resolve_spec(tiny_encoder, pooling="mean").pooling == "mean"
     for bad in ("a/b/c", ""):
-        with pytest.raises(ValueError, match="is not a catalog model"):
+        with pytest.raises(ModelSpecError, match="is not a catalog model"):
             resolve_spec(bad)
-    with pytest.raises(ValueError, match="is a URL"):
+    with pytest.raises(ModelSpecError, match="is a URL"):
         resolve_spec("https://evil.example/model")
     for bad in ("x/../../etc", "../../etc"):
-        with pytest.raises(ValueError, match="'..' is not allowed"):
+        with pytest.raises(ModelSpecError, match="'..' is not allowed"):
             resolve_spec(bad)
-    with pytest.raises(ValueError, match="holds no model"):
+    with pytest.raises(ModelSpecError, match="not a valid Hub id"):
+        resolve_spec("a--b/c")
+    with pytest.raises(ModelSpecError, match="holds no model"):
         resolve_spec("/etc")
     monkeypatch.setenv("BGE_EXPLORER_MODEL_ROOTS", str(tmp_path))
-    with pytest.raises(ValueError, match="outside the directories local models may be loaded from"):
+    with pytest.raises(ModelSpecError, match="outside the directories local models may be loaded from"):
         resolve_spec(tiny_encoder)
 
 

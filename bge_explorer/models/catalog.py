@@ -6,9 +6,11 @@ import os
 import re
 from typing import Literal
 
+from bge_explorer import settings
+from bge_explorer.errors import ModelSpecError
+
 ModelClass = Literal["encoder", "m3", "reranker"]
 Pooling = Literal["cls", "mean"]
-from bge_explorer import settings
 
 BGE_EN_INSTRUCTION = "Represent this sentence for searching relevant passages: "
 OFFLINE_MODEL = "all-MiniLM-L6-v2"
@@ -21,7 +23,7 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,95}/[A-Za-z0-9][A-Za-z0-9_.-]
 class ModelSpec:
     """What the engine needs to know to load and use one model.
 
-    ``source`` is a Hub repo id or a local directory; ``instruction`` is the default query
+    ``source`` is a Hub repo id or the absolute path of a local directory; ``instruction`` is the default query
     instruction, exact string (BGE's ends with a space); ``dim`` is None when unknown until load.
     """
 
@@ -36,7 +38,8 @@ class ModelSpec:
 
     @property
     def is_local(self) -> bool:
-        return os.path.isdir(self.source)
+        """An absolute path: a Hub id (``owner/name``) never is, even where a relative directory has its name."""
+        return os.path.isabs(self.source)
 
 
 def _offline_model_path() -> str:
@@ -69,50 +72,85 @@ CATALOG: dict[str, ModelSpec] = {
 
 EMBEDDERS = [name for name, spec in CATALOG.items() if spec.model_class != "reranker"]
 RERANKERS = [name for name, spec in CATALOG.items() if spec.model_class == "reranker"]
+_NOT_A_MODEL = (f"it is not a catalog model ({', '.join(CATALOG)}), a Hub id like 'BAAI/bge-small-en-v1.5', "
+                "or an existing local directory")
 
 
-def allowed_roots() -> list[str]:
-    """Directories local models may come from (BGE_EXPLORER_MODEL_ROOTS); empty = any."""
-    return list(settings.current().model_roots)
-
-
-def _local_model_dir(path: str) -> str:
+def _local_allowed(path: str, current: settings.Settings) -> bool:
+    """Whether the settings let models load from ``path``: never on a public deployment without roots,
+    else anywhere without roots, else only under one of them (symlinks resolved). Says nothing of existence."""
+    if current.public and not current.model_roots:
+        return False
     real = os.path.realpath(path)
-    roots = allowed_roots()
-    if roots and not any(os.path.commonpath([real, root]) == root for root in roots):
-        raise ValueError(f"'{path}' is outside the directories local models may be loaded from "
-                         "(BGE_EXPLORER_MODEL_ROOTS)")
+    return not current.model_roots or any(os.path.commonpath([real, root]) == root for root in current.model_roots)
+
+
+def _is_path(text: str) -> bool:
+    """Whether ``text`` can only be a path: absolute, starting with ``./`` or ``~``, or with a separator that
+    does not make it a Hub id ``owner/name``."""
+    if os.path.isabs(text) or text in (".", "~") or text.startswith(("~", "./", "." + os.sep)):
+        return True
+    return any(sep and sep in text for sep in (os.sep, os.altsep)) and not HUB_ID.match(text)
+
+
+def _local_model_dir(path: str, current: settings.Settings) -> str:
+    """The real path of a model directory the settings allow. Every path outside them gets the same answer,
+    whether it exists or not: the roots are checked before existence is."""
+    if current.public and not current.model_roots:
+        raise ModelSpecError(path, "local model paths are off on this public deployment; the operator can allow "
+                                   "folders with BGE_EXPLORER_MODEL_ROOTS")
+    expanded = os.path.expanduser(path) if path == "~" or path.startswith("~" + os.sep) else path
+    if not _local_allowed(expanded, current):
+        raise ModelSpecError(path, "it is outside the directories local models may be loaded from "
+                                   "(BGE_EXPLORER_MODEL_ROOTS)")
+    real = os.path.realpath(expanded)
+    if not os.path.isdir(real):
+        raise ModelSpecError(path, _NOT_A_MODEL)
     if not os.path.isfile(os.path.join(real, "config.json")):
-        raise ValueError(f"'{path}' is a directory but holds no model (no config.json)")
+        raise ModelSpecError(path, "it is a directory but holds no model (no config.json)")
     return real
+
+
+def _hub_id(repo: str) -> str:
+    """``repo`` once huggingface_hub's own rules accept it (no ``--``, no ``.git`` ending, ...)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except HFValidationError as exc:
+        raise ModelSpecError(repo, f"it is not a valid Hub id: {exc}") from None
+    return repo
 
 
 def resolve_spec(name_or_path: str, *, model_class: ModelClass | None = None, pooling: Pooling | None = None,
                  instruction: str | None = None, max_length: int | None = None) -> ModelSpec:
     """Turn a catalog name, a Hub id (``BAAI/bge-small-en-v1.5``) or a local directory into a spec.
 
-    A Hub id of a catalog model gets that entry; anything else is a custom model whose class
-    defaults to ``encoder`` with CLS pooling. Keyword arguments override the entry.
-    Raises ValueError for a string that is neither a catalog name, a Hub id nor a directory.
+    A string is a local path when it is absolute, starts with ``./`` or ``~``, or has a separator but is not
+    ``owner/name``; a relative ``owner/name`` or bare name is a local directory only where local models are
+    allowed (see ``_local_allowed``) and it exists, else a Hub id. A Hub id of a catalog model gets that entry;
+    anything else is a custom model whose class defaults to ``encoder`` with CLS pooling. Keyword arguments
+    override the entry. Raises ModelSpecError (a ModelLoadError) for a string that is none of these, and
+    LimitError past ``limits.max_field_chars``.
     """
-    name_or_path = name_or_path.strip()
+    current = settings.current()
+    name_or_path = current.limits.check_field(name_or_path.strip(), "the model id")
     by_source = {spec.source: spec for spec in CATALOG.values()}
     spec = CATALOG.get(name_or_path) or by_source.get(name_or_path)
     if spec is None:
         if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", name_or_path):
-            raise ValueError(f"'{name_or_path[:200]}' is a URL; give a Hub id like 'BAAI/bge-small-en-v1.5', "
-                             "a catalog name or a local directory (URLs are never fetched)")
+            raise ModelSpecError(name_or_path, "it is a URL; give a Hub id like 'BAAI/bge-small-en-v1.5', a catalog "
+                                               "name or a local directory (URLs are never fetched)")
         if ".." in re.split(r"[\\/]", name_or_path):
-            raise ValueError(f"'{name_or_path[:200]}': '..' is not allowed in a model path; give an absolute path "
-                             "or a Hub id")
-        if os.path.isdir(name_or_path):
-            source = _local_model_dir(name_or_path)
-        elif HUB_ID.match(name_or_path) and ".." not in name_or_path:
-            source = name_or_path
+            raise ModelSpecError(name_or_path, "'..' is not allowed in a model path; give an absolute path or a Hub id")
+        if _is_path(name_or_path) or (name_or_path and _local_allowed(name_or_path, current)
+                                      and os.path.isdir(name_or_path)):
+            source = _local_model_dir(name_or_path, current)
+        elif HUB_ID.match(name_or_path):
+            source = _hub_id(name_or_path)
         else:
-            raise ValueError(
-                f"'{name_or_path}' is not a catalog model ({', '.join(CATALOG)}), "
-                "a Hub id like 'BAAI/bge-small-en-v1.5', or an existing local directory")
+            raise ModelSpecError(name_or_path, _NOT_A_MODEL)
         spec = ModelSpec(name=name_or_path, source=source, model_class=model_class or "encoder",
                          max_length=512 if model_class != "m3" else 8192)
     if spec.name == OFFLINE_MODEL:

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import collections
 import functools
+import glob
 import hashlib
 import logging
 import os
+import re
 import socket
 import threading
 import time
 import urllib.parse
-from typing import Callable
+from typing import Callable, Iterable, Mapping
 
-from bge_explorer.models.catalog import DEFAULT_MODEL, OFFLINE_MODEL, ModelClass, ModelSpec, Pooling, resolve_spec
+from bge_explorer.models.catalog import (CATALOG, DEFAULT_MODEL, OFFLINE_MODEL, ModelClass, ModelSpec, Pooling,
+                                         resolve_spec)
 from bge_explorer.models.devices import Precision, default_device, resolve_precision
 from bge_explorer.models.embedders import Embedder, FlagEmbedder, M3Embedder
 from bge_explorer import settings
@@ -27,7 +30,6 @@ from bge_explorer.models.rerankers import Reranker
 
 log = logging.getLogger(__name__)
 
-IGNORE_PATTERNS = ["onnx/*", "*.onnx", "*.h5", "*.msgpack", "*.ot", "openvino/*", "*.gguf", "*.tflite", "coreml/*"]
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".json", ".txt", ".model")
 
 
@@ -92,29 +94,155 @@ def directory_identity(path: str) -> str:
     return f"{path}@{_directory_hash(path, tuple(sorted(stamp)))}"
 
 
+TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "vocab.txt", "vocab.json", "merges.txt", "sentencepiece.bpe.model", "spiece.model",
+                   "tokenizer.model"}
+CONFIG_FILES = {"config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+                "colbert_linear.pt", "sparse_linear.pt"}  # with bge-m3's two heads
+WEIGHT_FORMATS = [  # in order of preference: the single file, or shards with their index
+    (re.compile(r"model(-\d+-of-\d+)?\.safetensors|model\.safetensors\.index\.json"), "model.safetensors"),
+    (re.compile(r"pytorch_model(-\d+-of-\d+)?\.bin|pytorch_model\.bin\.index\.json"), "pytorch_model.bin"),
+]
+POOLING_CONFIG = re.compile(r"\d+_Pooling/config\.json")
+
+
+def _weights(names: list[str]) -> list[str]:
+    """The files of the first weights format in ``names`` that has weights (an index alone is none)."""
+    for pattern, _ in WEIGHT_FORMATS:
+        found = [n for n in names if pattern.fullmatch(n) and not n.endswith(".index.json")]
+        if found:
+            return [n for n in names if pattern.fullmatch(n)]
+    return []
+
+
+def select_files(filenames: Iterable[str], *, code: bool = False) -> list[str]:
+    """The files of a repository a model needs, sorted: config, tokenizer and sentence-transformers files,
+    bge-m3's heads, and ONE weights format (safetensors, else pytorch .bin; single or sharded).
+    ``code`` adds the top-level ``.py`` files (for remote code). Nothing from subfolders such as ``onnx/``."""
+    names = sorted(set(filenames))
+    top = [n for n in names if "/" not in n]
+    chosen = {n for n in top if n in TOKENIZER_FILES or n in CONFIG_FILES or (code and n.endswith(".py"))}
+    chosen.update(n for n in names if POOLING_CONFIG.fullmatch(n))
+    return sorted(chosen.union(_weights(top)))
+
+
+def _missing(files: list[str]) -> str | None:
+    """What keeps ``files`` (a selection) from being a model, or None."""
+    if "config.json" not in files:
+        return "the repository holds no model (no config.json)"
+    if not _weights(files):
+        return f"the repository has no model weights ({' or '.join(name for _, name in WEIGHT_FORMATS)})"
+    return None
+
+
+def check_download(model: str, sizes: Mapping[str, int | None], current: settings.Settings) -> list[str]:
+    """The files to download from a repository whose files have ``sizes`` (bytes, from the Hub's listing).
+
+    Raises ModelLoadError naming ``model`` when they are no model, a size is unknown, or their total is
+    over ``current.max_model_mb`` (BGE_EXPLORER_MAX_MODEL_MB). Files the model does not need do not count.
+    """
+    files = select_files(sizes, code=current.trust_remote_code)
+    problem = _missing(files)
+    if problem:
+        raise ModelLoadError(model, problem)
+    unknown = [f for f in files if sizes[f] is None]
+    if unknown:
+        raise ModelLoadError(model, f"the Hub did not report the size of {unknown[0]}; it is not downloaded")
+    total = sum(sizes[f] or 0 for f in files)
+    if total > current.max_model_mb * 2**20:
+        raise ModelLoadError(model, f"its files ({total / 2**20:,.0f} MB: config, tokenizer and weights) are over "
+                                    f"this server's limit of {current.max_model_mb:,g} MB (BGE_EXPLORER_MAX_MODEL_MB)")
+    return files
+
+
+def is_catalog(spec: ModelSpec) -> bool:
+    """Whether the spec downloads a catalog model (its source is a catalog entry's), not an id a visitor typed."""
+    return spec.source in {entry.source for entry in CATALOG.values()}
+
+
+def check_hub_allowed(spec: ModelSpec, current: settings.Settings) -> None:
+    """Refuse a typed Hub id missing from ``current.hub_allow`` (BGE_EXPLORER_HUB_ALLOW, case-insensitive) when
+    that list is set. Catalog models are always allowed."""
+    allowed = {repo.lower() for repo in current.hub_allow}
+    if allowed and not is_catalog(spec) and spec.source.lower() not in allowed:
+        raise ModelLoadError(spec.name, f"'{spec.source}' is not among the Hub models this server loads: the "
+                                        "catalog models and those in BGE_EXPLORER_HUB_ALLOW")
+
+
+def hub_token_for(spec: ModelSpec, current: settings.Settings) -> bool | None:
+    """The ``token`` argument for huggingface_hub: None (its own, HF_TOKEN or the saved login) for catalog models
+    and, with BGE_EXPLORER_HUB_TOKEN_FOR_VISITORS=1, typed ids; False (no token) for other typed ids."""
+    return None if is_catalog(spec) or current.hub_token_for_visitors else False
+
+
 def locate(spec: ModelSpec) -> tuple[str, str]:
     """Local directory holding the model's files, and its identity (Hub revision or file hash).
 
-    Raises ModelLoadError quickly when the model is neither local, cached nor reachable.
+    A Hub model comes from the local Hugging Face cache, else is downloaded after the checks of
+    :func:`check_hub_allowed` and :func:`check_download`: only the files it needs, at the commit listed.
+    Raises ModelLoadError quickly when the model is refused, or neither local, cached nor reachable.
     """
     if spec.is_local:
         return spec.source, directory_identity(spec.source)
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError
-
-    try:
-        path = snapshot_download(spec.source, local_files_only=True, ignore_patterns=IGNORE_PATTERNS)
-    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+    current = settings.current()
+    check_hub_allowed(spec, current)
+    path = _cached_snapshot(spec.source)
+    if path is None:
         if not hub_reachable():
             raise ModelOfflineError(spec.name, f"'{spec.source}' is not in the local Hugging Face cache and the Hub "
-                                            "cannot be reached (offline)") from None
-        try:
-            path = snapshot_download(spec.source, ignore_patterns=IGNORE_PATTERNS)
-        except RepositoryNotFoundError:
-            raise ModelLoadError(spec.name, f"no such repository '{spec.source}' on the Hub (or it is private)") from None
-        except (HfHubHTTPError, OSError) as exc:
-            raise ModelLoadError(spec.name, f"download failed: {exc}") from None
+                                            "cannot be reached (offline)")
+        path = _download(spec, current)
     return path, f"{spec.source}@{os.path.basename(os.path.normpath(path))}"
+
+
+def _cached_snapshot(repo: str) -> str | None:
+    """The cached snapshot of ``repo``'s main branch when it holds a config and weights, else None."""
+    from huggingface_hub import snapshot_download
+
+    try:  # only config.json must be there for huggingface_hub; the weights are checked below
+        path = snapshot_download(repo, local_files_only=True, allow_patterns=["config.json"])
+    except OSError:  # LocalEntryNotFoundError, IncompleteSnapshotError
+        return None
+    present = [os.path.relpath(os.path.join(root, name), path).replace(os.sep, "/")
+               for root, _dirs, names in os.walk(path) for name in names]
+    return path if _missing(select_files(present)) is None else None
+
+
+def _download(spec: ModelSpec, current: settings.Settings) -> str:
+    """Download the files :func:`check_download` allows, at the commit the listing came from, into the cache."""
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import HTTPError, RepositoryNotFoundError
+
+    token = hub_token_for(spec, current)
+    try:
+        info = HfApi().model_info(spec.source, files_metadata=True, token=token)
+        files = check_download(spec.name, {s.rfilename: s.size for s in info.siblings or []}, current)
+        path = snapshot_download(spec.source, revision=info.sha, allow_patterns=[glob.escape(f) for f in files],
+                                 token=token)
+    except RepositoryNotFoundError:  # also gated repositories
+        raise ModelLoadError(spec.name, f"no such repository '{spec.source}' on the Hub (or it is private or "
+                                        "gated)") from None
+    except (HTTPError, OSError) as exc:
+        raise ModelLoadError(spec.name, f"download failed: {exc}".splitlines()[0][:500]) from None
+    try:
+        _remember_main(spec.source, info.sha)
+    except OSError as exc:  # a read-only cache: this process still has the path
+        log.warning("could not record %s's main revision in the Hugging Face cache: %s", spec.source, exc)
+    return path
+
+
+def _remember_main(repo: str, sha: str) -> None:
+    """Point the cache's ``refs/main`` of ``repo`` at ``sha``, as a download by branch would: a download pinned to
+    a commit writes no ref, and without one the next offline look-up would not find the snapshot."""
+    from huggingface_hub import constants
+    from huggingface_hub.file_download import repo_folder_name
+
+    refs = os.path.join(constants.HF_HUB_CACHE, repo_folder_name(repo_id=repo, repo_type="model"), "refs")
+    os.makedirs(refs, exist_ok=True)
+    temporary = os.path.join(refs, f"main.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(temporary, "w") as f:
+        f.write(sha)
+    os.replace(temporary, os.path.join(refs, "main"))
 
 
 class ModelCache:
@@ -245,9 +373,11 @@ def load_embedder(name_or_path: str | ModelSpec, *, pooling: Pooling | None = No
                   batch_size: int | None = None) -> Embedder:
     """An :class:`Embedder` for a catalog name, Hub id or local directory, loaded once per process.
 
-    Raises ModelLoadError naming the model and the reason when it cannot be loaded.
+    Raises ModelLoadError naming the model and the reason when it cannot be loaded (ModelSpecError for a string
+    that names no model this server accepts), LimitError for an id longer than ``limits.max_field_chars``.
     """
-    spec = name_or_path if isinstance(name_or_path, ModelSpec) else _spec(name_or_path, model_class, pooling)
+    spec = name_or_path if isinstance(name_or_path, ModelSpec) else resolve_spec(name_or_path, model_class=model_class,
+                                                                                  pooling=pooling)
     if spec.model_class == "reranker":
         raise ModelLoadError(spec.name, "it is a reranker, not an embedding model")
     return _get(spec, precision, device, batch_size)  # type: ignore[return-value]
@@ -256,15 +386,8 @@ def load_embedder(name_or_path: str | ModelSpec, *, pooling: Pooling | None = No
 def load_reranker(name_or_path: str | ModelSpec, *, precision: Precision = "auto", device: str | None = None,
                   batch_size: int | None = None) -> Reranker:
     """A :class:`Reranker` (cross-encoder) for a catalog name, Hub id or local directory."""
-    spec = name_or_path if isinstance(name_or_path, ModelSpec) else _spec(name_or_path, "reranker", None)
+    spec = name_or_path if isinstance(name_or_path, ModelSpec) else resolve_spec(name_or_path, model_class="reranker")
     return _get(spec, precision, device, batch_size)  # type: ignore[return-value]
-
-
-def _spec(name: str, model_class: ModelClass | None, pooling: Pooling | None) -> ModelSpec:
-    try:
-        return resolve_spec(name, model_class=model_class, pooling=pooling)
-    except ValueError as exc:
-        raise ModelLoadError(name, str(exc)) from None
 
 
 def load_embedder_with_fallback(name_or_path: str = DEFAULT_MODEL, **kwargs) -> tuple[Embedder, str | None]:
