@@ -1,38 +1,51 @@
-"""One user's workspace: corpus, chunks, embeddings and index. Models are shared; nothing else is."""
+"""One user's workspace: corpus, caches and index states. Models are shared by the process; nothing else is.
+
+A :class:`Session` owns everything built for its user: the passage encoding cache (dense vectors and
+BGE-M3 lexical weights), the reranker score cache, the index state the user built (``current``) and a few
+recent states for other configurations (evaluation, experiments). Switching model, chunking or corpus
+rebuilds only what changed. :meth:`Session.child` makes a session for another corpus (an uploaded
+benchmark) that shares the caches, so nothing is encoded twice.
+"""
 from __future__ import annotations
 
+import collections
+import threading
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-
+from bge_explorer import settings as settings_module
 from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE, Chunks, chunk_documents
 from bge_explorer.data.corpus import Corpus, OnError, load_corpus
-from bge_explorer.models.embedders import Embedder, M3Embedder, Progress
-from bge_explorer.retrieval.embedding_cache import EmbeddingCache
-from bge_explorer.errors import ExplorerError
-from bge_explorer.retrieval.hybrid import HybridIndex, HybridResults, LexicalCache
-from bge_explorer.retrieval.dense_index import DenseIndex
-from bge_explorer import settings
-from bge_explorer.settings import Limits
+from bge_explorer.errors import ConfigError, ExplorerError
+from bge_explorer.models.embedders import Embedder, Progress
 from bge_explorer.models.rerankers import Reranker
-from bge_explorer.retrieval.search import DEFAULT_K, DEFAULT_TOP_N, SearchResults, search
+from bge_explorer.retrieval.bm25_index import WordTokenizer
+from bge_explorer.retrieval.config import RetrievalConfig
+from bge_explorer.retrieval.embedding_cache import EmbeddingCache
+from bge_explorer.retrieval.rerank import RerankCache
+from bge_explorer.retrieval.results import Ranking
+from bge_explorer.retrieval.state import IndexState
+from bge_explorer.settings import Limits, Settings
+
+STATES_KEPT = 3  # index states of other configurations kept besides the current one
+WORDS = WordTokenizer()  # chunks by words when there is no model
 
 
 class Session:
-    """Holds what one user built. Switching model, chunking or corpus rebuilds only what changed:
-    embeddings are looked up in the session's :class:`EmbeddingCache` first."""
+    """Holds what one user built (see the module docstring)."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
-        self.limits = limits or settings.current().limits
+    def __init__(self, limits: Limits | None = None, settings: Settings | None = None) -> None:
+        self.settings = settings or settings_module.current()
+        self.limits = limits or self.settings.limits
         self.corpus: Corpus | None = None
         self.cache = EmbeddingCache()
-        self.embedder: Embedder | None = None
-        self.chunks: Chunks | None = None
-        self.vectors: np.ndarray | None = None
-        self.index: DenseIndex | None = None
-        self.lexical_cache = LexicalCache()  # M3 lexical weights, like ``cache`` for dense vectors
-        self._hybrid: HybridIndex | None = None
+        self.rerank_cache = RerankCache()
+        self.current: IndexState | None = None
+        self.config: RetrievalConfig | None = None  # how ``current`` was built (model, chunking)
+        self._states: collections.OrderedDict[tuple, IndexState] = collections.OrderedDict()
+        self._lock = threading.RLock()
+
+    # -- corpus ------------------------------------------------------------------------------------------
 
     def load_corpus(self, paths: Sequence[str | Path], *, on_error: OnError = "raise", **options) -> Corpus:
         """Read files (see :func:`bge_explorer.data.corpus.load_corpus`); the previous index is dropped."""
@@ -40,89 +53,155 @@ class Session:
         return self.set_corpus(load_corpus(paths, on_error=on_error, **options))
 
     def set_corpus(self, corpus: Corpus) -> Corpus:
-        self.corpus, self.chunks, self.vectors, self.index = corpus, None, None, None
+        with self._lock:
+            self.corpus, self.current, self.config = corpus, None, None
+            self._states.clear()
         return corpus
 
-    def build_index(self, embedder: Embedder, chunk_size: int | None = DEFAULT_SIZE, overlap: int = DEFAULT_OVERLAP,
-                    progress: Progress | None = None) -> Chunks:
-        """Chunk with the model's tokenizer, embed (cached chunks are not re-embedded), index."""
-        chunks = self.chunk(embedder.tokenizer, chunk_size, overlap)
-        vectors = self.embed_chunks(embedder, chunks, progress)
-        self.embedder, self.chunks, self.vectors, self.index = embedder, chunks, vectors, DenseIndex(vectors)
-        return chunks
+    def child(self, corpus: Corpus) -> Session:
+        """A session over another corpus sharing this one's caches and settings (its states are its own)."""
+        other = Session(self.limits, self.settings)
+        other.cache, other.rerank_cache = self.cache, self.rerank_cache
+        other.set_corpus(corpus)
+        return other
+
+    def close(self) -> None:
+        """Drop the corpus, states and caches (the session's memory)."""
+        with self._lock:
+            self.corpus, self.current, self.config = None, None, None
+            self._states.clear()
+            self.cache, self.rerank_cache = EmbeddingCache(), RerankCache()
+
+    # -- chunks and index states ----------------------------------------------------------------------------
 
     def chunk(self, tokenizer, chunk_size: int | None, overlap: int) -> Chunks:
         """The corpus's chunks under the chunk limit (see :func:`chunk_documents`); the session is unchanged.
 
         Raises ExplorerError without a corpus or when every chunk is empty, LimitError past the chunk limit.
         """
-        if self.corpus is None:
+        corpus = self.corpus
+        if corpus is None:
             raise ExplorerError("Load a corpus first.")
-        chunks = chunk_documents(self.corpus.documents, tokenizer, chunk_size, overlap,
-                                 max_chunks=self.limits.max_chunks)
+        chunks = chunk_documents(corpus.documents, tokenizer, chunk_size, overlap, max_chunks=self.limits.max_chunks)
         if len(chunks) == 0:
             raise ExplorerError("The corpus has no text to index: every chunk was empty.")
         self.limits.check_chunks(len(chunks))
         return chunks
 
-    def embed_chunks(self, embedder: Embedder, chunks: Chunks, progress: Progress | None = None) -> np.ndarray:
-        """(n,) chunks -> (n, dim) vectors from the session's cache, encoding only new passages. For BGE-M3 the
-        one encoding pass also keeps the lexical weights, so sparse search later encodes nothing."""
-        passages = chunks.passages()
-        if isinstance(embedder, M3Embedder):
-            self.lexical_cache.weights(embedder, passages, progress, self.cache)
-        return self.cache.embed(embedder, passages, progress)
+    def state(self, embedder: Embedder | None, chunk_size: int | None, overlap: int, *,
+              tokenizer=None) -> IndexState:
+        """The index state of the corpus under ``embedder`` (None: BM25 only) and chunking, from the recent ones
+        or new. ``tokenizer`` chunks (default: the embedder's; without one, words)."""
+        tokenizer = tokenizer or (embedder.tokenizer if embedder is not None else WORDS)
+        overlap = overlap if chunk_size else 0
+        with self._lock:
+            corpus = self.corpus
+            key = (id(corpus), embedder.cache_key if embedder is not None else None, id(tokenizer), chunk_size,
+                   overlap)
+            if self.current is not None and self.current.key == key:
+                return self.current
+            if key in self._states:
+                self._states.move_to_end(key)
+                return self._states[key]
+        chunks = self.chunk(tokenizer, chunk_size, overlap)
+        state = IndexState(chunks, embedder, self.cache, chunk_size=chunk_size, overlap=overlap,
+                           previous=self._all_states, key=key)
+        with self._lock:
+            if self.corpus is corpus:
+                self._states[key] = state
+                while len(self._states) > STATES_KEPT:
+                    self._states.popitem(last=False)
+        return state
 
-    def require_index(self) -> tuple[Embedder, Chunks, DenseIndex]:
-        if self.index is None or self.embedder is None or self.chunks is None:
-            raise ExplorerError("Build the index first.")
-        return self.embedder, self.chunks, self.index
+    def _all_states(self) -> list[IndexState]:
+        with self._lock:
+            return [s for s in [self.current, *self._states.values()] if s is not None]
 
-    def search(self, query: str, *, instruction: str | None = None, k: int = DEFAULT_K,
-               reranker: Reranker | None = None, top_n: int = DEFAULT_TOP_N) -> SearchResults:
-        """Search the index; ``instruction=None`` uses the model's default query instruction."""
-        embedder, chunks, index = self.require_index()
-        if not query.strip():
-            raise ExplorerError("Type a query.")
-        self.limits.check_query(query, k)
-        if instruction is None:
-            instruction = embedder.spec.instruction
-        return search(embedder, index, chunks, query, instruction=instruction, k=k, reranker=reranker, top_n=top_n)
+    def state_for(self, config: RetrievalConfig, progress: Progress | None = None) -> IndexState:
+        """The index state a configuration runs on: its model (loaded once per process) and chunking, with the
+        parts of its first-stage modes built. Raises ConfigError when the model's identity differs from
+        ``config.revision``."""
+        embedder = self.embedder_for(config)
+        scorer = embedder if config.needs_model else None
+        state = self.state(scorer, config.chunk_size, config.overlap,
+                           tokenizer=embedder.tokenizer if embedder is not None else None)
+        if scorer is not None and "dense" in scorer.produces:
+            state.part("dense", progress)  # the build users wait for; M3's lexical weights come in the same pass
+        return state
 
-    # -- hybrid retrieval (see bge_explorer.retrieval.hybrid) ------------------------------------------------
+    def embedder_for(self, config: RetrievalConfig) -> Embedder | None:
+        """The configuration's embedding model: None when no mode uses one and nothing is chunked by its tokenizer
+        (BM25 alone over whole documents loads no model)."""
+        if config.model is None or not (config.needs_model or config.chunk_size):
+            return None
+        from bge_explorer.models.loading import load_embedder
+
+        embedder = load_embedder(config.model, pooling=config.pooling, model_class=config.model_class,
+                                 precision=config.precision)
+        if config.revision and embedder.identity != config.revision:
+            raise ConfigError("revision", f"the configuration was made with {config.model} at {config.revision}, "
+                                          f"but the model found has identity {embedder.identity}")
+        return embedder
+
+    def reranker(self, config: RetrievalConfig) -> Reranker:
+        from bge_explorer.models.loading import load_reranker
+
+        return load_reranker(config.reranker, precision=config.precision)
+
+    # -- the user's own index ---------------------------------------------------------------------------------
+
+    def build_index(self, embedder: Embedder, chunk_size: int | None = DEFAULT_SIZE, overlap: int = DEFAULT_OVERLAP,
+                    progress: Progress | None = None) -> Chunks:
+        """Chunk with the model's tokenizer, embed (cached passages are not re-encoded) and make it ``current``."""
+        state = self.state(embedder, chunk_size, overlap)
+        state.part("dense", progress)
+        self._make_current(state, RetrievalConfig(model=embedder.spec.name, pooling=embedder.spec.pooling,
+                                                  model_class=embedder.spec.model_class, precision=embedder.precision
+                                                  if embedder.precision in ("fp32", "bf16") else "auto",
+                                                  chunk_size=chunk_size, overlap=overlap))
+        return state.chunks
 
     def chunk_only(self, tokenizer=None, chunk_size: int | None = None, overlap: int = 0) -> Chunks:
-        """Chunk the corpus without embedding, for BM25-only search. ``tokenizer`` None splits on whitespace
-        (chunk size in words); ``chunk_size`` None keeps one chunk per document. Drops any dense index."""
-        from bge_explorer.retrieval.bm25_index import WordTokenizer
+        """Chunk without a model, for BM25-only search. ``tokenizer`` None splits on whitespace (chunk size in
+        words); ``chunk_size`` None keeps one chunk per document."""
+        state = self.state(None, chunk_size, overlap, tokenizer=tokenizer)
+        self._make_current(state, RetrievalConfig(model=None, modes=("bm25",), chunk_size=chunk_size,
+                                                  overlap=overlap if chunk_size else 0))
+        return state.chunks
 
-        chunks = self.chunk(tokenizer or WordTokenizer(), chunk_size, overlap)
-        self.embedder, self.chunks, self.vectors, self.index = None, chunks, None, None
-        return chunks
+    def _make_current(self, state: IndexState, config: RetrievalConfig) -> None:
+        with self._lock:
+            self._states.pop(state.key, None)
+            if self.current is not None and self.current is not state:
+                self._states[self.current.key] = self.current
+                while len(self._states) > STATES_KEPT:
+                    self._states.popitem(last=False)
+            self.current, self.config = state, config
 
-    def hybrid(self) -> HybridIndex:
-        """The :class:`~bge_explorer.retrieval.hybrid.HybridIndex` of the current chunks, kept while chunks, model and index
-        stay the same, so changing mode or weights never re-encodes. A new one (after re-chunking or a model
-        change) reuses the session's lexical weights and, for the same model, the ColBERT vectors."""
-        if self.chunks is None:
+    def index_state(self) -> IndexState:
+        if self.current is None:
             raise ExplorerError("Build the index first.")
-        old = self._hybrid
-        if old is None or old.chunks is not self.chunks or old.embedder is not self.embedder or old.index is not self.index:
-            new = HybridIndex(self.chunks, self.embedder, self.index, self.vectors, lexical_cache=self.lexical_cache,
-                              embedding_cache=self.cache)
-            if old is not None and old.colbert_enabled and new.is_m3:
-                new.enable_colbert(reuse=old)
-            self._hybrid = new
-        return self._hybrid
+        return self.current
 
-    def hybrid_search(self, query: str, mode: str = "hybrid", *, instruction: str | None = None, k: int = DEFAULT_K,
-                      reranker: Reranker | None = None, top_n: int = DEFAULT_TOP_N, **options) -> HybridResults:
-        """Search in any mode (dense, sparse, colbert, bm25, hybrid); ``options`` go to
-        :meth:`bge_explorer.retrieval.hybrid.HybridIndex.search` (fusion, weights, components, rrf_k)."""
+    @property
+    def chunks(self) -> Chunks | None:
+        return self.current.chunks if self.current is not None else None
+
+    @property
+    def embedder(self) -> Embedder | None:
+        return self.current.embedder if self.current is not None else None
+
+    @property
+    def vectors(self):
+        return self.current.vectors if self.current is not None else None
+
+    def search(self, query: str, config: RetrievalConfig | None = None, *,
+               rerank_progress: Progress | None = None) -> Ranking:
+        """One query on the current index. ``config`` (default: how the index was built) gives the instruction,
+        modes, fusion, weights, k, reranker and top n; its model and chunking fields are those of the index."""
+        from bge_explorer.retrieval.pipeline import retrieve
+
+        state = self.index_state()
         if not query.strip():
             raise ExplorerError("Type a query.")
-        self.limits.check_query(query, k)
-        if instruction is None:
-            instruction = self.embedder.spec.instruction if self.embedder is not None else ""
-        return self.hybrid().search(query, mode, instruction=instruction, k=k, reranker=reranker, top_n=top_n,
-                                    **options)
+        return retrieve(self, config or self.config, [query], state=state, rerank_progress=rerank_progress)[0]

@@ -16,7 +16,6 @@ import pytest
 from bge_explorer.data.corpus import Corpus
 from bge_explorer.models.loading import load_embedder
 from bge_explorer.models.random_models import WORDS
-from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.session import Session
 
 K = 8
@@ -52,13 +51,15 @@ def session(m3):
     session = Session()
     session.set_corpus(_corpus())
     session.build_index(m3, chunk_size=None)
-    session.index_state().enable_colbert(dtype="float32")
+    state = session.index_state()
+    state.colbert_dtype = "float32"  # exact equality with FlagEmbedding's colbert_score
+    state.part("colbert")
     return session
 
 
 def run(session: Session, query: str, modes, fusion, weights):
     """The engine's ranking for one query: (chunk rows, fused scores, {mode: scores})."""
-    config = RetrievalConfig(model=None, modes=modes, fusion=fusion or "rrf", weights=weights, k=K, chunk_size=None)
+    config = session.config.with_(modes=modes, fusion=fusion or "rrf", weights=weights, k=K)
     ranking = session.search(query, config)
     return ranking.rows, ranking.score, ranking.scores
 
@@ -141,7 +142,6 @@ def test_dense_only_config_gives_the_exact_brute_force_dense_ranking(tiny_encode
         q = np.asarray(embedder.model.encode([instruction + query]), np.float64).reshape(-1)
         expected = vectors @ q
         order = np.lexsort((np.arange(len(expected)), -expected))[:K]
-        config = RetrievalConfig(model=None, instruction=instruction, k=K)
-        ranking = session.search(query, config)
+        ranking = session.search(query, session.config.with_(instruction=instruction, k=K))
         assert ranking.rows.tolist() == order.tolist()
         np.testing.assert_allclose(ranking.score, expected[order], rtol=1e-5, atol=1e-6)

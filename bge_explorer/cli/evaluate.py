@@ -7,15 +7,13 @@ import sys
 
 import pandas as pd
 
-from bge_explorer.models.catalog import DEFAULT_MODEL
-from bge_explorer.data.chunking import DEFAULT_OVERLAP
-from bge_explorer.errors import ExplorerError
-from bge_explorer.evaluation.evaluate import DEFAULT_EVAL_TOP_N, EvalConfig, EvaluationResult, evaluate
+from bge_explorer.cli.options import add_config_options, config_from_args, resolve_default_model
 from bge_explorer.data.qrels import Benchmark, load_beir, load_judgments
+from bge_explorer.errors import ExplorerError
+from bge_explorer.evaluation.evaluate import EvaluationResult, evaluate
+from bge_explorer.evaluation.significance import run_ab
+from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.session import Session
-
-CONFIG_FIELDS = {"model", "instruction", "reranker", "top_n", "chunk_size", "overlap", "pooling", "model_class",
-                 "precision", "label", "mode", "fusion", "weights", "components"}
 
 
 def stage_progress():
@@ -36,8 +34,6 @@ def stage_progress():
 
 
 def add_evaluate_command(commands) -> None:
-    from bge_explorer.cli.commands import add_instruction_options, add_model_options, add_retrieval_options
-
     ev = commands.add_parser(
         "evaluate", help="nDCG, recall, MRR and MAP on labelled queries; --ab compares two configurations",
         description="Evaluate a retrieval configuration on labelled queries (BEIR folder or zip, or a corpus with "
@@ -52,35 +48,19 @@ def add_evaluate_command(commands) -> None:
     data.add_argument("--queries", metavar="FILE", help="BEIR queries.jsonl for --qrels")
     data.add_argument("--drop-missing", action="store_true",
                       help="leave out judgments of documents that are not in the corpus instead of stopping")
-    add_model_options(ev)
-    add_instruction_options(ev)
-    add_retrieval_options(ev)
-    ev.add_argument("--reranker", metavar="NAME_OR_PATH", help="cross-encoder to rerank the top n documents with")
-    ev.add_argument("--top-n", type=int, default=DEFAULT_EVAL_TOP_N,
-                    help=f"documents the reranker rescores per query (default {DEFAULT_EVAL_TOP_N})")
-    ev.add_argument("--chunk-size", type=int, default=0, help="tokens per chunk; 0 (default) embeds whole documents "
-                                                              "truncated at the model's max length, as MTEB does")
-    ev.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help=f"chunk overlap (default {DEFAULT_OVERLAP})")
+    add_config_options(ev.add_argument_group("configuration"),
+                       chunk_default=" (default 0 here: whole documents truncated at the model's max length, as "
+                                     "MTEB does)")
     ev.add_argument("--json", metavar="FILE", help="write config, metrics and per-query results as JSON")
     ev.add_argument("--per-query", metavar="FILE.csv", help="write the per-query table as CSV")
 
-    ab = ev.add_argument_group("A/B", "--ab evaluates a second configuration B: the options above with the --b-* "
-                                      "changes (none given: the instruction switched on/off), e.g. --ab --b-mode "
-                                      "hybrid asks whether hybrid beats dense")
+    ab = ev.add_argument_group("A/B", "--ab evaluates a second configuration B: A with the --b-* changes (none "
+                                      "given: the instruction switched on/off), e.g. --ab --b-mode hybrid asks whether "
+                                      "hybrid beats dense")
     ab.add_argument("--ab", action="store_true", help="compare with configuration B")
-    ab.add_argument("--b-model", metavar="NAME_OR_PATH")
-    group = ab.add_mutually_exclusive_group()
-    group.add_argument("--b-instruction", metavar="TEXT")
-    group.add_argument("--b-no-instruction", action="store_true")
-    group.add_argument("--b-model-instruction", action="store_true", help="B uses its model's own instruction")
-    group = ab.add_mutually_exclusive_group()
-    group.add_argument("--b-reranker", metavar="NAME_OR_PATH")
-    group.add_argument("--b-no-reranker", action="store_true")
-    ab.add_argument("--b-top-n", type=int)
-    ab.add_argument("--b-chunk-size", type=int)
-    add_retrieval_options(ab, "b-")
-    ab.add_argument("--ab-config", metavar="FILE.json", help='JSON {"a": {...}, "b": {...}} with fields '
-                                                              f'{", ".join(sorted(CONFIG_FIELDS))}; implies --ab')
+    add_config_options(ab, "b-")
+    ab.add_argument("--ab-config", metavar="FILE", help='YAML or JSON {"a": {...}, "b": {...}} of configuration '
+                                                        "fields applied to A and to A for B; implies --ab")
     ab.add_argument("--resamples", type=int, default=10_000, help="random sign flips and bootstrap samples")
     ab.add_argument("--plot", metavar="FILE.html", help="write the per-query nDCG@10 difference chart (plotly)")
     ev.set_defaults(run=cmd_evaluate)
@@ -101,104 +81,35 @@ def load_data(args: argparse.Namespace) -> Benchmark:
     return Benchmark(corpus, load_judgments(args.qrels, args.queries), "", args.split)
 
 
-def default_model(precision: str) -> str:
-    """The default model's name, or the offline fallback's when it cannot be had (said on stderr)."""
-    from bge_explorer.models.loading import load_embedder_with_fallback
-
-    embedder, notice = load_embedder_with_fallback(DEFAULT_MODEL, precision=precision)
-    if notice:
-        print(f"note: {notice}", file=sys.stderr)
-    return embedder.spec.name
-
-
-def retrieval_fields(args: argparse.Namespace, prefix: str = "") -> dict:
-    """The EvalConfig fields the --mode/--fusion/--weights/--components options (or B's) set."""
-    from bge_explorer.cli.commands import hybrid_components, parse_weights
-
-    fields: dict = {}
-    if getattr(args, f"{prefix}mode"):
-        fields["mode"] = getattr(args, f"{prefix}mode")
-    if getattr(args, f"{prefix}fusion"):
-        fields["fusion"] = getattr(args, f"{prefix}fusion")
-    if getattr(args, f"{prefix}components") or getattr(args, f"{prefix}weights"):
-        if prefix and not getattr(args, f"{prefix}mode"):
-            args = argparse.Namespace(**{**vars(args), f"{prefix}mode": args.mode})
-        components = hybrid_components(args, prefix)
-        if components is not None:
-            fields["components"] = components
-        weights = parse_weights(getattr(args, f"{prefix}weights"), components)
-        if weights is not None:
-            fields["weights"] = weights
-    return fields
-
-
-def config_a(args: argparse.Namespace) -> EvalConfig:
-    fields = retrieval_fields(args)
-    model = args.model
-    probe = EvalConfig(model=None, **fields)
-    if not model and probe.needs_model:
-        model = default_model(args.precision)
-    instruction = "" if args.no_instruction else args.instruction
-    return EvalConfig(model=model, instruction=instruction, reranker=args.reranker, top_n=args.top_n,
-                      chunk_size=args.chunk_size or None, overlap=args.overlap, pooling=args.pooling,
-                      model_class=args.model_class,
-                      precision=args.precision, **fields)
-
-
-def config_b(args: argparse.Namespace, a: EvalConfig) -> EvalConfig:
-    changes: dict = retrieval_fields(args, "b_")
-    if args.b_model:
-        changes.update(model=args.b_model, pooling=None, model_class=None)
-    if args.b_instruction is not None:
-        changes["instruction"] = args.b_instruction
-    elif args.b_no_instruction:
-        changes["instruction"] = ""
-    elif args.b_model_instruction:
-        changes["instruction"] = None
-    if args.b_reranker:
-        changes["reranker"] = args.b_reranker
-    elif args.b_no_reranker:
-        changes["reranker"] = None
-    if args.b_top_n is not None:
-        changes["top_n"] = args.b_top_n
-    if args.b_chunk_size is not None:
-        changes["chunk_size"] = args.b_chunk_size or None
-    if not changes:  # the common question: with and without the instruction
-        changes["instruction"] = None if a.instruction == "" else ""
-    if changes.get("mode") not in (None, "hybrid") and "components" not in changes:
-        changes["components"] = None  # A's hybrid components mean nothing to a single mode
-    b = a.with_(**changes)
-    if b.needs_model and not b.model:
-        b = b.with_(model=default_model(args.precision))
-    return b
-
-
-def _from_json(base: EvalConfig, fields: dict, name: str) -> EvalConfig:
-    if not isinstance(fields, dict):
-        raise ExplorerError(f"--ab-config: '{name}' must be an object of configuration fields")
-    unknown = set(fields) - CONFIG_FIELDS
-    if unknown:
-        raise ExplorerError(f"--ab-config: unknown field(s) {', '.join(sorted(unknown))} in '{name}'; "
-                            f"use {', '.join(sorted(CONFIG_FIELDS))}")
-    return base.with_(**fields)
-
-
-def configs(args: argparse.Namespace) -> tuple[EvalConfig, EvalConfig | None]:
-    a = config_a(args)
+def configs(args: argparse.Namespace) -> tuple[RetrievalConfig, RetrievalConfig | None]:
+    """A (the options, whole documents unless --chunk-size) and B (--ab: A with the --b-* changes)."""
+    a = config_from_args(args, base=RetrievalConfig(chunk_size=None))
+    b = None
     if args.ab_config:
+        spec = _parse_ab(args.ab_config)
         try:
-            with open(args.ab_config, encoding="utf-8") as f:
-                spec = json.load(f)
-        except (OSError, json.JSONDecodeError) as exc:
+            a = a.with_(**spec.get("a", {}))
+            b = a.with_(**spec["b"])
+        except TypeError as exc:
             raise ExplorerError(f"--ab-config {args.ab_config}: {exc}") from None
-        if not isinstance(spec, dict) or "b" not in spec:
-            raise ExplorerError('--ab-config: expected {"a": {...}, "b": {...}} ("a" optional)')
-        a = _from_json(a, spec.get("a", {}), "a")
-        b = _from_json(a, spec["b"], "b")
-        if b.needs_model and not b.model:
-            b = b.with_(model=default_model(args.precision))
-        return a, b
-    return a, (config_b(args, a) if args.ab else None)
+    elif args.ab:
+        b = config_from_args(args, "b-", base=a)
+        if b == a:  # the common question: with and without the instruction
+            b = a.with_(instruction=None if a.instruction == "" else "")
+    return resolve_default_model(a), resolve_default_model(b) if b is not None else None
+
+
+def _parse_ab(path: str) -> dict:
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            spec = yaml.safe_load(f.read(1 << 20))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ExplorerError(f"--ab-config {path}: {exc}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("b"), dict) or not isinstance(spec.get("a", {}), dict):
+        raise ExplorerError('--ab-config: expected {"a": {...}, "b": {...}} ("a" optional) of configuration fields')
+    return spec
 
 
 def format_result(result: EvaluationResult) -> str:
@@ -245,8 +156,6 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
         if args.plot:
             print("note: --plot draws the A/B chart; it needs --ab", file=sys.stderr)
     else:
-        from bge_explorer.evaluation.significance import run_ab
-
         ab = run_ab(session, data.judgments, a, b, progress=progress, missing=missing, n_resamples=args.resamples)
         print("A: " + format_result(ab.a).removeprefix("A: "))
         print()

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from bge_explorer.errors import ExplorerError
-from bge_explorer.evaluation.evaluate import EvalConfig, EvaluationResult, StageProgress, evaluate
+from bge_explorer.evaluation.evaluate import EvaluationResult, StageProgress, evaluate
+from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.data.qrels import Judgments, Missing
 from bge_explorer.session import Session
 
@@ -156,12 +157,12 @@ class ABResult:
         return {"a": self.a.to_dict(), "b": self.b.to_dict(), "comparison": self.comparison.to_dict()}
 
 
-def without_instruction(config: EvalConfig) -> tuple[EvalConfig, EvalConfig]:
+def without_instruction(config: RetrievalConfig) -> tuple[RetrievalConfig, RetrievalConfig]:
     """The most common question: the same configuration with the model's instruction (A) and without (B)."""
     return config.with_(instruction=None, label=""), config.with_(instruction="", label="")
 
 
-def run_ab(session: Session, judgments: Judgments, config_a: EvalConfig, config_b: EvalConfig, *,
+def run_ab(session: Session, judgments: Judgments, config_a: RetrievalConfig, config_b: RetrievalConfig, *,
            progress: StageProgress | None = None, missing: Missing = "raise", n_resamples: int = N_RESAMPLES,
            seed: int = 0) -> ABResult:
     """Evaluate A and B on the same queries and compare them. Both embed through ``session.cache``, so

@@ -8,6 +8,7 @@ from typing import Iterator, Literal
 import torch
 
 Precision = Literal["auto", "fp32", "bf16"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 
 
 def default_device() -> str:

@@ -1,14 +1,20 @@
 """Embedders: a FlagEmbedding model wrapped with its identity, device, precision and a lock.
 
-One class per backend behind :func:`bge_explorer.models.loading.load_embedder`:
-:class:`FlagEmbedder` (``FlagModel``, CLS or mean pooling) and :class:`M3Embedder`
-(``BGEM3FlagModel``, dense vectors). Both return L2-normalised float32 arrays of shape (n, dim).
+One class per model family behind :func:`bge_explorer.models.loading.load_embedder`:
+:class:`FlagEmbedder` (``FlagModel``, CLS or mean pooling) and :class:`M3Embedder` (``BGEM3FlagModel``).
+Each declares what it :attr:`~Embedder.produces`, and :meth:`~Embedder.encode` returns those outputs:
+
+- ``"dense"``: (n, dim) float32 L2-normalised vectors;
+- ``"lexical"``: per text, ``{token id as str: weight}`` (BGE-M3's sparse head);
+- ``"multivector"``: per text, (tokens, dim) float32 unit rows (BGE-M3's ColBERT head).
+
+The shared model is held per batch, not per call: a query or a small build is served between the
+batches of another session's large build.
 """
 from __future__ import annotations
 
 import abc
 import contextlib
-import dataclasses
 import threading
 from typing import Callable, Iterator, Sequence
 
@@ -19,13 +25,17 @@ from bge_explorer.models.catalog import ModelSpec
 from bge_explorer.models.devices import autocast
 
 Progress = Callable[[int, int], None]
-"""Called as ``progress(done, total)`` while a corpus is embedded."""
+"""Called as ``progress(done, total)`` while a corpus is embedded; it may raise to stop the work."""
 
-BLOCK = 512  # texts per progress step; each block is sorted by length inside FlagEmbedding
+DENSE, LEXICAL, MULTIVECTOR = "dense", "lexical", "multivector"
+OUTPUTS = (DENSE, LEXICAL, MULTIVECTOR)
+Encoded = dict  # {output: (n, dim) array for "dense", a list of n items for the others}
 
 
 class Embedder(abc.ABC):
-    """A loaded embedding model. Safe to share between threads (calls are serialised)."""
+    """A loaded embedding model. Safe to share between threads (each batch holds the model alone)."""
+
+    produces: frozenset[str] = frozenset({DENSE})
 
     def __init__(self, spec: ModelSpec, model, identity: str, device: str, precision: str, batch_size: int):
         self.spec, self.model, self.identity = spec, model, identity
@@ -41,16 +51,31 @@ class Embedder(abc.ABC):
         return (self.identity, self.spec.pooling, self.spec.max_length, self.precision)
 
     @abc.abstractmethod
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        """(n,) texts -> (n, dim) float32 unit vectors, in order."""
+    def encode(self, texts: Sequence[str], outputs: Sequence[str] = (DENSE,), progress: Progress | None = None
+               ) -> Encoded:
+        """(n,) texts as given (any instruction already applied) -> ``{output: value}`` for each output asked
+        for, all from one pass over the model. Raises ValueError for an output this model does not produce."""
 
-    @abc.abstractmethod
+    def encode_passages(self, texts: Sequence[str], outputs: Sequence[str] = (DENSE,),
+                        progress: Progress | None = None) -> Encoded:
+        """:meth:`encode` for corpus passages (no instruction), counted in ``corpus_texts_encoded``."""
+        out = self.encode(texts, outputs, progress)
+        self.corpus_texts_encoded += len(texts)
+        return out
+
     def encode_corpus(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
-        """Embed passages (no instruction), counted in ``corpus_texts_encoded``. (n,) -> (n, dim) float32."""
+        """Dense vectors of passages (no instruction). (n,) -> (n, dim) float32."""
+        return self.encode_passages(texts, (DENSE,), progress)[DENSE]
 
     def encode_queries(self, queries: Sequence[str], instruction: str = "") -> np.ndarray:
-        """Embed queries, each prefixed with ``instruction`` (exact string). (n,) -> (n, dim)."""
-        return self._encode([instruction + q for q in queries])
+        """Dense vectors of queries, each prefixed with ``instruction`` (exact string). (n,) -> (n, dim)."""
+        return self.encode([instruction + q for q in queries], (DENSE,))[DENSE]
+
+    def _check_outputs(self, outputs: Sequence[str]) -> None:
+        unknown = [o for o in outputs if o not in self.produces]
+        if unknown or not outputs:
+            raise ValueError(f"{self.spec.name} produces {', '.join(sorted(self.produces))}, "
+                             f"not {', '.join(unknown) or 'nothing'}")
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens per text under this model's tokenizer, special tokens excluded."""
@@ -70,51 +95,38 @@ class FlagEmbedder(Embedder):
         super().__init__(*args, **kwargs)
         self.model.model.to(self.device).eval()
 
-    def encode_corpus(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
-        vectors = self._forward(list(texts), progress)
-        self.corpus_texts_encoded += len(vectors)
-        return vectors
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        return self._forward(texts, None)
-
-    def _forward(self, texts: list[str], progress: Progress | None) -> np.ndarray:
+    def encode(self, texts: Sequence[str], outputs: Sequence[str] = (DENSE,), progress: Progress | None = None
+               ) -> Encoded:
+        self._check_outputs(outputs)
+        texts = list(texts)
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return out
+            return {DENSE: out}
         with self._lock:
             inputs = self.tokenizer(texts, truncation=True, max_length=self.spec.max_length, verbose=False)
-            order = np.argsort([-len(ids) for ids in inputs["input_ids"]], kind="stable")
-            with torch.inference_mode(), autocast(self.precision, self.device):
-                for start in range(0, len(texts), self.batch_size):
-                    rows = order[start:start + self.batch_size]
-                    batch = self.tokenizer.pad({key: [inputs[key][i] for i in rows] for key in inputs},
-                                               padding=True, return_tensors="pt").to(self.device)
-                    hidden = self.model.model(**batch, return_dict=True).last_hidden_state
-                    pooled = self.model.pooling(hidden, batch["attention_mask"]).float()
-                    out[rows] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
-                    if progress:
-                        progress(min(start + self.batch_size, len(texts)), len(texts))
-        return out
-
-
-@dataclasses.dataclass
-class M3Output:
-    """What :meth:`M3Embedder.encode_m3` returns for n texts; a field is None when not asked for.
-
-    ``dense``: (n, dim) float32 unit vectors. ``lexical``: per text, FlagEmbedding's lexical weights
-    ``{token id as str: weight}`` (max weight per token id; CLS, EOS, PAD and UNK left out; only
-    weights > 0). ``colbert``: per text, (n_tokens - 1, colbert_dim) float32 unit rows, one per
-    token after CLS (the final EOS/SEP included), as ``BGEM3FlagModel.encode`` returns them.
-    """
-
-    dense: np.ndarray | None = None
-    lexical: list[dict[str, float]] | None = None
-    colbert: list[np.ndarray] | None = None
+        order = np.argsort([-len(ids) for ids in inputs["input_ids"]], kind="stable")
+        for start in range(0, len(texts), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            with self._lock, torch.inference_mode(), autocast(self.precision, self.device):
+                batch = self.tokenizer.pad({key: [inputs[key][i] for i in rows] for key in inputs},
+                                           padding=True, return_tensors="pt").to(self.device)
+                hidden = self.model.model(**batch, return_dict=True).last_hidden_state
+                pooled = self.model.pooling(hidden, batch["attention_mask"]).float()
+                out[rows] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+            if progress:
+                progress(min(start + self.batch_size, len(texts)), len(texts))
+        return {DENSE: out}
 
 
 class M3Embedder(Embedder):
-    """``BGEM3FlagModel``: bge-m3's dense vectors; :meth:`encode_m3` adds lexical weights and ColBERT vectors."""
+    """``BGEM3FlagModel``: bge-m3's dense vectors, lexical weights and ColBERT vectors, in one pass.
+
+    ``lexical``: FlagEmbedding's lexical weights (max weight per token id; CLS, EOS, PAD and UNK left out;
+    only weights > 0). ``multivector``: (n_tokens - 1, colbert_dim) rows, one per token after CLS (the final
+    EOS/SEP included), as ``BGEM3FlagModel.encode`` returns them.
+    """
+
+    produces = frozenset({DENSE, LEXICAL, MULTIVECTOR})
 
     @property
     def vocab_size(self) -> int:
@@ -138,43 +150,59 @@ class M3Embedder(Embedder):
             for handle in handles:
                 handle.remove()
 
-    def encode_corpus(self, texts: Sequence[str], progress: Progress | None = None) -> np.ndarray:
-        return self.encode_passages(texts, dense=True, sparse=False, progress=progress).dense
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.model.model.to(self.device).eval()
+        special = ("cls_token", "eos_token", "pad_token", "unk_token")
+        self._unused_ids = {self.tokenizer.convert_tokens_to_ids(self.tokenizer.special_tokens_map[name])
+                            for name in special if name in self.tokenizer.special_tokens_map}
 
-    def encode_passages(self, texts: Sequence[str], *, dense: bool = True, sparse: bool = True, colbert: bool = False,
-                        progress: Progress | None = None) -> M3Output:
-        """:meth:`encode_m3` for corpus passages: the same, counted in ``corpus_texts_encoded``."""
-        out = self.encode_m3(texts, dense=dense, sparse=sparse, colbert=colbert, progress=progress)
-        self.corpus_texts_encoded += len(texts)
-        return out
-
-    def encode_m3(self, texts: Sequence[str], *, dense: bool = True, sparse: bool = True, colbert: bool = False,
-                  progress: Progress | None = None) -> M3Output:
-        """Encode texts (no instruction; bge-m3 uses none) with ``BGEM3FlagModel.encode`` in one pass,
-        returning the representations asked for. Queries and passages are encoded the same way."""
+    def encode(self, texts: Sequence[str], outputs: Sequence[str] = (DENSE,), progress: Progress | None = None
+               ) -> Encoded:
+        """Encode texts (bge-m3 uses no instruction) through ``BGEM3FlagModel``'s inference module, with the
+        post-processing of its ``encode`` (lexical weights and ColBERT rows as above) and our batching loop:
+        one length sort, no probe batch. Queries and passages are encoded the same way."""
+        self._check_outputs(outputs)
         texts = list(texts)
-        out = M3Output(np.empty((len(texts), self.dim), np.float32) if dense else None,
-                       [None] * len(texts) if sparse else None,  # type: ignore[list-item]
-                       [None] * len(texts) if colbert else None)  # type: ignore[list-item]
-        if not (dense or sparse or colbert):
-            raise ValueError("ask for at least one of dense, sparse, colbert")
-        order = np.argsort([-len(t) for t in texts], kind="stable")
-        for start in range(0, len(texts), BLOCK):
-            idx = order[start:start + BLOCK]
-            with self._lock, autocast(self.precision, self.device), self._float_heads():
-                got = self.model.encode([texts[i] for i in idx], batch_size=self.batch_size,
-                                        max_length=self.spec.max_length, return_dense=dense, return_sparse=sparse,
-                                        return_colbert_vecs=colbert)
-            if dense:
-                out.dense[idx] = np.asarray(got["dense_vecs"], dtype=np.float32).reshape(len(idx), -1)
-            for j, i in enumerate(idx):
+        dense, sparse, colbert = DENSE in outputs, LEXICAL in outputs, MULTIVECTOR in outputs
+        out: Encoded = {DENSE: np.empty((len(texts), self.dim), np.float32)} if dense else {}
+        for name, wanted in ((LEXICAL, sparse), (MULTIVECTOR, colbert)):
+            if wanted:
+                out[name] = [None] * len(texts)
+        if not texts:
+            return out
+        with self._lock:
+            inputs = self.tokenizer(texts, truncation=True, max_length=self.spec.max_length, verbose=False)
+        order = np.argsort([-len(ids) for ids in inputs["input_ids"]], kind="stable")
+        for start in range(0, len(texts), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            with self._lock, torch.inference_mode(), autocast(self.precision, self.device), self._float_heads():
+                batch = self.tokenizer.pad({key: [inputs[key][i] for i in rows] for key in inputs},
+                                           padding=True, return_tensors="pt").to(self.device)
+                got = self.model.model(batch, return_dense=dense, return_sparse=sparse, return_colbert_vecs=colbert)
+                if dense:
+                    out[DENSE][rows] = got["dense_vecs"].float().cpu().numpy()
                 if sparse:
-                    out.lexical[i] = dict(got["lexical_weights"][j])
+                    weights = got["sparse_vecs"].squeeze(-1).float().cpu().numpy()
+                    ids = batch["input_ids"].cpu().numpy()
+                    for j, i in enumerate(rows):
+                        out[LEXICAL][i] = self._lexical(weights[j], ids[j])
                 if colbert:
-                    out.colbert[i] = np.asarray(got["colbert_vecs"][j], dtype=np.float32)
+                    vecs = got["colbert_vecs"].float().cpu().numpy()
+                    lengths = batch["attention_mask"].sum(dim=1).cpu().numpy()
+                    for j, i in enumerate(rows):
+                        out[MULTIVECTOR][i] = np.ascontiguousarray(vecs[j, :int(lengths[j]) - 1], np.float32)
             if progress:
-                progress(min(start + BLOCK, len(texts)), len(texts))
+                progress(min(start + self.batch_size, len(texts)), len(texts))
         return out
+
+    def _lexical(self, weights: np.ndarray, ids: np.ndarray) -> dict[str, float]:
+        """One text's token weights -> ``{token id as str: max weight}`` over its tokens, as FlagEmbedding does."""
+        result: dict[str, float] = {}
+        for w, token in zip(weights.tolist(), ids.tolist()):
+            if token not in self._unused_ids and w > 0 and w > result.get(str(token), 0.0):
+                result[str(token)] = w
+        return result
 
     def token_ids(self, text: str) -> list[int]:
         """Input ids of ``text`` as the model sees it (special tokens included, truncated to max length)."""
@@ -185,6 +213,3 @@ class M3Embedder(Embedder):
         """Each token id as text, as ``BGEM3FlagModel.convert_id_to_token`` shows it."""
         with self._lock:
             return [self.tokenizer.decode([int(i)]) for i in ids]
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
-        return self.encode_m3(texts, dense=True, sparse=False).dense

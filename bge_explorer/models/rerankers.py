@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import threading
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -17,7 +17,7 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 
 
 class Reranker:
-    """A loaded cross-encoder. Safe to share between threads (calls are serialised).
+    """A loaded cross-encoder. Safe to share between threads (each batch holds the model alone).
 
     Loaded by FlagEmbedding (``FlagReranker``) and fed the same inputs its ``compute_score`` builds
     (query truncated to 3/4 of the max length, passage truncated to fit); the batching loop is ours,
@@ -32,8 +32,10 @@ class Reranker:
             model.model.half()
         model.model.to(device).eval()
 
-    def score(self, query: str, passages: Sequence[str]) -> np.ndarray:
-        """Raw logits for (query, passage) pairs. (n,) passages -> (n,) float64; unbounded, higher is better."""
+    def score(self, query: str, passages: Sequence[str],
+              progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Raw logits for (query, passage) pairs. (n,) passages -> (n,) float64; unbounded, higher is better.
+        The model is held per batch, so other sessions' queries are served in between."""
         if not passages:
             return np.empty(0)
         from FlagEmbedding.utils.tokenizer_compat import prepare_for_model_compat
@@ -47,11 +49,13 @@ class Reranker:
                                     truncation=True)["input_ids"]
             inputs = [prepare_for_model_compat(tokenizer, query_ids, ids, truncation="only_second",
                                                max_length=max_length, padding=False) for ids in passage_ids]
-            order = np.argsort([-len(item["input_ids"]) for item in inputs], kind="stable")
-            with torch.inference_mode(), autocast(self.precision, self.device):
-                for start in range(0, len(order), self.batch_size):
-                    rows = order[start:start + self.batch_size]
-                    batch = tokenizer.pad({key: [inputs[i][key] for i in rows] for key in inputs[rows[0]]},
-                                          padding=True, return_tensors="pt").to(self.device)
-                    out[rows] = self.model.model(**batch, return_dict=True).logits.view(-1).float().cpu().numpy()
+        order = np.argsort([-len(item["input_ids"]) for item in inputs], kind="stable")
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            with self._lock, torch.inference_mode(), autocast(self.precision, self.device):
+                batch = tokenizer.pad({key: [inputs[i][key] for i in rows] for key in inputs[rows[0]]},
+                                      padding=True, return_tensors="pt").to(self.device)
+                out[rows] = self.model.model(**batch, return_dict=True).logits.view(-1).float().cpu().numpy()
+            if progress:
+                progress(min(start + self.batch_size, len(order)), len(order))
         return out

@@ -1,8 +1,10 @@
-"""Corpus embeddings remembered per (model identity, pooling, max length, precision, passage text).
+"""Passage encodings remembered per (model cache key, output, passage text), for one session.
 
-Changing the query instruction, reranker or k never touches this cache's contents; re-chunking
-embeds only the chunks whose text is new. Kept per session by default: a cache shared across
-visitors would let one learn from timing that another uploaded the same text.
+Changing the query instruction, reranker, k or fusion never touches this cache; re-chunking encodes
+only the chunks whose text is new; switching back to a model reuses what it encoded. Dense vectors and
+BGE-M3 lexical weights are kept (small); ColBERT token vectors are not (a vector per token: the
+ColBERT mode keeps them in its own store). Kept per session: a cache shared across visitors would let
+one learn from timing that another uploaded the same text.
 """
 from __future__ import annotations
 
@@ -11,40 +13,60 @@ from typing import Sequence
 
 import numpy as np
 
-from bge_explorer.models.embedders import Embedder, Progress
+from bge_explorer.models.embedders import DENSE, LEXICAL, Embedder, Progress
+
+CACHED_OUTPUTS = (DENSE, LEXICAL)
 
 
-def _digest(text: str) -> bytes:
+def digest(text: str) -> bytes:
+    """A 16-byte digest of a passage's text: the cache key of its encodings."""
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 class EmbeddingCache:
-    """Maps each embedder's ``cache_key`` to {passage digest: vector}. Vectors of two models never mix."""
+    """``{(embedder.cache_key, output): {passage digest: value}}``. Encodings of two models never mix."""
 
     def __init__(self) -> None:
-        self._store: dict[tuple, dict[bytes, np.ndarray]] = {}
+        self._store: dict[tuple, dict[bytes, object]] = {}
 
-    def embed(self, embedder: Embedder, passages: Sequence[str], progress: Progress | None = None) -> np.ndarray:
-        """(n,) passages -> (n, dim) float32, encoding only the passages not seen before with this model."""
-        store = self._store.setdefault(embedder.cache_key, {})
-        digests = [_digest(p) for p in passages]
-        missing = list(dict.fromkeys(d for d in digests if d not in store))
+    def get(self, embedder: Embedder, passages: Sequence[str], outputs: Sequence[str] = (DENSE,),
+            progress: Progress | None = None) -> dict[str, object]:
+        """``{output: values}`` for (n,) passages: ``dense`` as an (n, dim) float32 array, ``lexical`` as a list.
+
+        Passages missing any asked output are encoded in one pass, together with every other cached output
+        the model produces (so BGE-M3's lexical weights come free with its dense vectors)."""
+        outputs = list(outputs)
+        unknown = [o for o in outputs if o not in CACHED_OUTPUTS]
+        if unknown:
+            raise ValueError(f"only {', '.join(CACHED_OUTPUTS)} encodings are cached, not {', '.join(unknown)}")
+        stores = {o: self._store.setdefault((embedder.cache_key, o), {})
+                  for o in CACHED_OUTPUTS if o in embedder.produces}
+        digests = [digest(p) for p in passages]
+        missing = list(dict.fromkeys(d for d in digests if any(d not in stores[o] for o in outputs)))
         if missing:
             text_of = dict(zip(digests, passages))
-            vectors = embedder.encode_corpus([text_of[d] for d in missing], progress=progress)
-            store.update(zip(missing, vectors))
+            got = embedder.encode_passages([text_of[d] for d in missing], list(stores), progress)
+            for output, store in stores.items():
+                store.update(zip(missing, got[output]))
         elif progress:
             progress(len(passages), len(passages))
-        if not passages:
-            return np.empty((0, embedder.dim), np.float32)
-        return np.stack([store[d] for d in digests])
+        out: dict[str, object] = {}
+        for o in outputs:
+            values = [stores[o][d] for d in digests]
+            if o == DENSE:
+                out[o] = np.stack(values) if values else np.empty((0, embedder.dim), np.float32)
+            else:
+                out[o] = values
+        return out
 
-    def add(self, embedder: Embedder, passages: Sequence[str], vectors: np.ndarray) -> None:
-        """Remember vectors computed elsewhere for ``passages`` (e.g. M3's dense vectors from a sparse pass)."""
-        store = self._store.setdefault(embedder.cache_key, {})
-        for passage, vector in zip(passages, np.asarray(vectors, dtype=np.float32)):
-            store.setdefault(_digest(passage), vector)
+    def embed(self, embedder: Embedder, passages: Sequence[str], progress: Progress | None = None) -> np.ndarray:
+        """(n,) passages -> (n, dim) float32 dense vectors, encoding only the passages not seen before."""
+        return self.get(embedder, passages, (DENSE,), progress)[DENSE]  # type: ignore[return-value]
+
+    def count(self, embedder: Embedder, output: str = DENSE) -> int:
+        """How many passages' ``output`` is kept for this model."""
+        return len(self._store.get((embedder.cache_key, output), {}))
 
     def models(self) -> list[tuple]:
-        """Cache keys of the models with stored embeddings."""
-        return list(self._store)
+        """Cache keys of the models with stored encodings."""
+        return list(dict.fromkeys(key for key, _ in self._store))

@@ -98,3 +98,35 @@ def explain_bm25(bm25, query: str, row: int) -> pd.DataFrame:
                      for t in terms]
     table = pd.DataFrame({"term": terms, "contribution": contributions})
     return table.sort_values("contribution", ascending=False, kind="stable").reset_index(drop=True)
+
+
+@dataclasses.dataclass
+class Explanation:
+    """Why chunk ``row`` matched: M3 lexical overlap, ColBERT alignment, BM25 terms (None where not available)."""
+
+    row: int
+    lexical: LexicalExplanation | None
+    colbert: ColbertAlignment | None
+    bm25: pd.DataFrame | None
+
+
+def explain(state, query: str, row: int, *, instruction: str = "", top: int | None = 20) -> Explanation:
+    """Why chunk ``row`` of an index state matched ``query``: lexical overlap and ColBERT alignment when the model
+    produces lexical weights and multi-vectors (the chunk's weights come from the session's cache, its token
+    vectors from the ColBERT part if built, else they are computed for this one chunk), and BM25 per-term
+    contributions (the BM25 part, built on first use)."""
+    from bge_explorer.models.embedders import LEXICAL, MULTIVECTOR
+
+    lexical = colbert = None
+    embedder = state.embedder
+    if {LEXICAL, MULTIVECTOR} <= state.produces:
+        text, passage = instruction + query, state.passages[row]
+        got = embedder.encode([text], (LEXICAL, MULTIVECTOR))
+        passage_weights = state.cache.get(embedder, [passage], (LEXICAL,))[LEXICAL][0]
+        lexical = explain_lexical(got[LEXICAL][0], passage_weights, embedder.decode_tokens, top)
+        p_vecs = (state.part("colbert").store.chunk(row) if state.has("colbert")
+                  else embedder.encode([passage], (MULTIVECTOR,))[MULTIVECTOR][0])
+        q_ids, p_ids = embedder.token_ids(text)[1:], embedder.token_ids(passage)[1:]
+        colbert = colbert_alignment(got[MULTIVECTOR][0], p_vecs, embedder.decode_tokens(q_ids),
+                                    embedder.decode_tokens(p_ids))
+    return Explanation(int(row), lexical, colbert, explain_bm25(state.part("bm25").index, query, row))

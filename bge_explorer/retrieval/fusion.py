@@ -12,25 +12,29 @@ Three ways, each taking ``{mode: (n,) array}`` aligned over the same n candidate
 """
 from __future__ import annotations
 
-from typing import Mapping
+import dataclasses
+from typing import Callable, Mapping
 
 import numpy as np
 
-MODES = ("dense", "sparse", "colbert", "bm25")
+from bge_explorer.errors import ConfigError
+
 M3_MODES = ("dense", "sparse", "colbert")
 M3_DEFAULT_WEIGHTS = {"dense": 0.4, "sparse": 0.2, "colbert": 0.4}
 RRF_K = 60
 
 
-def _weights(modes, weights: Mapping[str, float] | None, default: Mapping[str, float] | None = None) -> dict:
+def resolve_weights(modes, weights: Mapping[str, float] | None, default: Mapping[str, float] | None = None) -> dict:
+    """``{mode: weight}`` for ``modes``: given weights, else ``default``, else 1. Raises ConfigError (field
+    ``weights``) for a negative weight or when all are 0."""
     out = {}
     for m in modes:
         w = (weights or {}).get(m, (default or {}).get(m, 1.0))
         if w < 0:
-            raise ValueError(f"weight for {m} must be >= 0, got {w}")
+            raise ConfigError("weights", f"the weight of {m} must be >= 0, got {w:g}")
         out[m] = float(w)
     if sum(out.values()) <= 0:
-        raise ValueError("at least one weight must be > 0")
+        raise ConfigError("weights", "at least one weight must be > 0")
     return out
 
 
@@ -40,8 +44,9 @@ def m3_weighted_sum(scores: Mapping[str, np.ndarray], weights: Mapping[str, floa
     ``compute_score(...)['colbert+sparse+dense']``; with dense and sparse, ``['sparse+dense']``."""
     unknown = set(scores) - set(M3_MODES)
     if unknown:
-        raise ValueError(f"M3's weighted sum combines dense, sparse and colbert only, not {sorted(unknown)}")
-    w = _weights(scores, weights, M3_DEFAULT_WEIGHTS)
+        raise ConfigError("fusion", f"M3's weighted sum combines dense, sparse and colbert only, not "
+                                    f"{', '.join(sorted(unknown))}; use weighted or rrf fusion to mix them in")
+    w = resolve_weights(scores, weights, M3_DEFAULT_WEIGHTS)
     total = sum(w.values())
     return sum(np.asarray(scores[m], np.float64) * w[m] for m in scores) / total
 
@@ -60,7 +65,7 @@ def min_max(scores: np.ndarray) -> np.ndarray:
 def normalized_weighted_sum(scores: Mapping[str, np.ndarray], weights: Mapping[str, float] | None = None
                             ) -> np.ndarray:
     """``sum_m w_m * min_max(s_m) / sum_m w_m``, in [0, 1]. Missing weights are 1."""
-    w = _weights(scores, weights)
+    w = resolve_weights(scores, weights)
     return sum(min_max(scores[m]) * w[m] for m in scores) / sum(w.values())
 
 
@@ -75,10 +80,31 @@ def rrf(rank_lists: Mapping[str, np.ndarray], k: int = RRF_K, weights: Mapping[s
         ) -> np.ndarray:
     """Reciprocal rank fusion of 1-based ranks ``{mode: (n,) ranks}``: ``sum_m w_m / (k + rank_m)``.
     A rank of 0 or less (or NaN) means "not ranked by this mode" and adds nothing. Missing weights are 1."""
-    w = _weights(rank_lists, weights)
+    w = resolve_weights(rank_lists, weights)
     total = None
     for m, r in rank_lists.items():
         r = np.asarray(r, np.float64)
         part = np.where(np.isfinite(r) & (r > 0), w[m] / (k + np.where(np.isfinite(r), r, 0.0)), 0.0)
         total = part if total is None else total + part
     return total
+
+
+@dataclasses.dataclass(frozen=True)
+class Fusion:
+    """A way to combine modes. ``combine(scores, ranks, weights, rrf_k)`` takes ``{mode: (n,)}`` raw scores and
+    1-based ranks over one query's candidates and resolved weights; returns (n,) fused scores, higher better.
+    ``m3_scores``: combines only modes that are BGE-M3 scores, with their M3 weights as defaults (each mode's
+    ``m3_weight`` in the registry); other fusions take any mode, weight 1 by default."""
+
+    name: str
+    label: str
+    combine: Callable[[Mapping[str, np.ndarray], Mapping[str, np.ndarray], Mapping[str, float], int], np.ndarray]
+    m3_scores: bool = False
+
+
+FUSIONS: dict[str, Fusion] = {f.name: f for f in (
+    Fusion("rrf", "reciprocal rank fusion (k = 60)", lambda s, r, w, k: rrf(r, k, w)),
+    Fusion("weighted", "weighted sum of min-max normalised scores",
+           lambda s, r, w, k: normalized_weighted_sum(s, w)),
+    Fusion("m3", "BGE-M3's weighted sum of raw scores", lambda s, r, w, k: m3_weighted_sum(s, w), m3_scores=True),
+)}
