@@ -54,3 +54,7 @@ class QrelsError(ExplorerError):
 
 class ModelSpecError(ModelLoadError):
     """A model name or path is not one this server accepts (not a catalog name, Hub id or allowed directory)."""
+
+
+class Cancelled(ExplorerError):
+    """Work was stopped: by the user, or because its session ended."""

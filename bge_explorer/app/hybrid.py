@@ -1,8 +1,10 @@
-"""The Search tab's hybrid retrieval: mode and fusion, per-mode columns, the ColBERT switch, "Why this match".
+"""The Search tab's retrieval modes: weight sliders, per-mode columns, opt-in modes (ColBERT), "Why this match".
 
-Plain functions over a :class:`bge_explorer.app.explorer.UISession` (testable without a browser); ``ui.py`` wires them.
-User text, token strings included (a corpus can hold ``<script>``), reaches the page only as Dataframe text
-cells, or as HTML / plotly labels escaped with :func:`bge_explorer.app.explorer.esc`.
+Plain functions over an engine :class:`~bge_explorer.session.Session` (testable without a browser);
+:mod:`bge_explorer.app.explorer` wires them. Modes, their labels and default weights come from the mode
+registry, so a new mode shows up here without a change. User text, token strings included (a corpus can
+hold ``<script>``), reaches the page only as Dataframe text cells, or as HTML / plotly labels escaped with
+:func:`bge_explorer.app.render.esc`.
 """
 from __future__ import annotations
 
@@ -11,153 +13,98 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bge_explorer.app.render import esc, label, mib, plot_text
 from bge_explorer.errors import ExplorerError
-from bge_explorer.retrieval.fusion import M3_DEFAULT_WEIGHTS, M3_MODES, MODES as FUSED
+from bge_explorer.retrieval import modes as registry
+from bge_explorer.retrieval.explain import explain
+from bge_explorer.retrieval.planner import Plan
 
-RETRIEVAL_MODES = ["dense", "sparse", "colbert", "bm25", "hybrid"]
-FUSIONS = ["m3", "weighted", "rrf"]
-DEFAULT_WEIGHTS = {**M3_DEFAULT_WEIGHTS, "bm25": 0.2}
-MODE_LABELS = {"dense": "dense", "sparse": "sparse", "colbert": "ColBERT", "bm25": "BM25"}
 LEXICAL_COLUMNS = ["token", "in", "query weight", "chunk weight", "contribution"]
 COLBERT_COLUMNS = ["query token", "best chunk token", "chunk position", "similarity"]
 BM25_COLUMNS = ["term", "contribution"]
+OTHER_WEIGHT = 0.2  # slider default of a mode that is not one of BGE-M3's scores
 
 
-def esc(text: object) -> str:
-    from bge_explorer.app.explorer import esc as ui_esc
-
-    return ui_esc(text)
-
-
-def plot_text(text: object) -> str:
-    """Escaped for plotly labels: plotly reads a little HTML in text, and decodes numeric entities."""
-    return esc(text).replace("&quot;", "&#34;")
+def default_weights() -> dict[str, float]:
+    """The weight sliders' defaults: M3's weights for its scores, 0.2 for the others."""
+    return {name: mode.m3_weight if mode.m3_weight is not None else OTHER_WEIGHT
+            for name, mode in registry.REGISTRY.items()}
 
 
-def mib(n: int) -> str:
-    return f"{n / 2**20:.1f} MiB" if n >= 2**17 else f"{n / 1024:.0f} KiB"
+def mode_choices() -> list[str]:
+    return [*registry.names(), "hybrid"]
 
 
-# ---------------------------------------------------------------------------------------------------- planning
-
-def weights_of(w_dense: float | None, w_sparse: float | None, w_colbert: float | None,
-               w_bm25: float | None) -> dict[str, float]:
-    values = {"dense": w_dense, "sparse": w_sparse, "colbert": w_colbert, "bm25": w_bm25}
-    return {m: float(DEFAULT_WEIGHTS[m] if v is None else v) for m, v in values.items()}
+def short_label(name: str) -> str:
+    return registry.get(name).label.split(" (")[0]
 
 
-def plan(session, mode: str, fusion: str, weights: dict[str, float]) -> tuple[list[str], list[str]]:
-    """(components to fuse, notes on the modes left out and why) for the hybrid mode: every mode with a weight
-    above 0 that this index can serve. Raises ExplorerError when nothing is left, or a single mode is unusable."""
-    hybrid = session.hybrid()
-    available = hybrid.available_modes()
-    why = {"sparse": "needs a BGE-M3 model (model class m3)", "colbert": "needs a BGE-M3 model (model class m3)",
-           "dense": "needs the dense index"}
-    if mode != "hybrid":
-        if mode not in available:
-            raise ExplorerError(f"{MODE_LABELS.get(mode, mode)} retrieval {why.get(mode, 'is not available')}; "
-                                f"the index was built with {session.embedder.spec.name if session.embedder else 'no model'}. "
-                                "Build the index with bge-m3 (or a model of class m3), or choose dense, bm25 or hybrid.")
-        return [mode], []
-    components, notes = [], []
-    for m in FUSED:
-        if weights.get(m, 0) <= 0:
-            continue
-        if m not in available:
-            notes.append(f"{MODE_LABELS[m]} left out: {why[m]}")
-        elif m == "colbert" and not hybrid.colbert_enabled:
-            notes.append("ColBERT left out: switch ColBERT on (its memory is shown first)")
-        elif fusion == "m3" and m not in M3_MODES:
-            notes.append("BM25 left out: M3's weighted sum combines dense, sparse and ColBERT only "
-                         "(choose weighted or rrf fusion to mix in BM25)")
-        else:
-            components.append(m)
-    if not components:
-        raise ExplorerError("Nothing to fuse: give a weight above 0 to a mode this index can serve ("
-                            + ", ".join(m for m in available if m != "hybrid") + "). " + "; ".join(notes))
-    return components, notes
-
-
-def run_search(session, query: str, mode: str, fusion: str, weights: dict[str, float], instruction: str, k: int,
-               reranker, top_n: int):
-    """Session search in any mode -> (HybridResults, summary HTML fragment about the mode)."""
-    mode = mode if mode in RETRIEVAL_MODES else "dense"
-    fusion = fusion if fusion in FUSIONS else "m3"
-    components, notes = plan(session, mode, fusion, weights)
-    try:
-        results = session.hybrid_search(query, mode, instruction=instruction if mode != "bm25" else "", k=k,
-                                        reranker=reranker, top_n=top_n, fusion=fusion,
-                                        weights={m: weights[m] for m in components} if mode == "hybrid" else None,
-                                        components=components if mode == "hybrid" else None)
-    except ValueError as exc:
-        raise ExplorerError(str(exc)) from None
-    if mode == "hybrid":
-        mix = " + ".join(f"{MODE_LABELS[m]} {results.weights[m]:g}" for m in results.components)
-        text = f"Hybrid, {esc(fusion)} fusion of {esc(mix)}: rank and score are the fused ones"
-    else:
-        text = f"{esc(MODE_LABELS.get(mode, mode))} retrieval"
-    for note in notes:
-        text += f"; {esc(note)}"
-    return results, text
+def describe_plan(plan: Plan) -> str:
+    """Plain text: "Dense retrieval" or "hybrid, rrf fusion of Dense 1 + BM25 1: rank and score are the fused ones"."""
+    if plan.fusion is None:
+        return f"{short_label(plan.modes[0])} retrieval"
+    mix = " + ".join(f"{short_label(m)} {plan.weights[m]:g}" for m in plan.modes)
+    return f"hybrid, {plan.fusion} fusion of {mix}: rank and score are the fused ones"
 
 
 def mode_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """``<mode> score`` / ``<mode> rank`` for each mode scored in ``table`` (a results table slice)."""
+    """``<mode> score`` / ``<mode> rank`` for each mode scored in ``table`` when more than one is."""
+    scored = [m for m in registry.names() if f"{m}_score" in table]
     out = pd.DataFrame(index=table.index)
-    for m in FUSED:
-        if f"{m}_score" in table:
-            out[f"{MODE_LABELS[m]} score"] = table[f"{m}_score"].astype(float).round(4)
-            out[f"{MODE_LABELS[m]} rank"] = table[f"{m}_rank"].astype(int)
+    if len(scored) < 2:
+        return out
+    for m in scored:
+        out[f"{short_label(m)} score"] = table[f"{m}_score"].astype(float).round(4)
+        out[f"{short_label(m)} rank"] = table[f"{m}_rank"].astype(int)
     return out
 
 
-# ------------------------------------------------------------------------------------------------- ColBERT
+# ------------------------------------------------------------------------------------------------- opt-in modes
 
 def retrieval_info(session) -> str:
-    """HTML: the modes the current index serves, why others are not, memory per built part, and ColBERT's
-    memory (estimated before it is switched on, in use after)."""
-    if session.chunks is None or session.index is None:
-        return "Build the index to choose a retrieval mode: dense, sparse and ColBERT (BGE-M3), BM25, hybrid."
-    hybrid = session.hybrid()
-    name = session.embedder.spec.name if session.embedder else "no model"
-    parts = [f"Model <b>{esc(name)}</b> serves: {', '.join(MODE_LABELS.get(m, m) for m in hybrid.available_modes())}."]
-    if not hybrid.is_m3:
-        parts.append("Sparse and ColBERT need a BGE-M3 model (build the index with bge-m3, or model class m3).")
-    memory = hybrid.memory()
+    """HTML: the modes the current index serves, why others are not, memory per built part, and the opt-in
+    modes' memory (estimated before they are switched on, in use after)."""
+    if session.current is None:
+        return ("Build the index to choose a retrieval mode: "
+                + ", ".join(short_label(m) for m in registry.names()) + ", or a hybrid of them.")
+    state = session.index_state()
+    parts = [f"Model <b>{label(state.model_name)}</b> serves: "
+             f"{', '.join(short_label(m) for m in state.available_modes())}."]
+    for name, mode in registry.REGISTRY.items():
+        reason = mode.unavailable(state)
+        if reason:
+            parts.append(esc(reason) + ".")
+    memory = state.memory()
     if memory:
-        parts.append("Memory: " + ", ".join(f"{MODE_LABELS.get(m, m)} {mib(v)}" for m, v in memory.items()) + ".")
-    if hybrid.is_m3:
-        if hybrid.colbert_enabled:
-            parts.append(f"ColBERT is <b>on</b>: {mib(memory.get('colbert', 0))} of token vectors in use.")
+        parts.append("Memory: " + ", ".join(f"{short_label(m)} {mib(v)}" for m, v in memory.items()) + ".")
+    for name, mode in registry.REGISTRY.items():
+        if mode.in_hybrid or mode.unavailable(state):
+            continue
+        if state.has(name):
+            parts.append(f"{short_label(name)} is <b>on</b>: {mib(memory.get(name, 0))} in use.")
         else:
-            parts.append(f"ColBERT is off. Switching it on keeps one vector per token of every chunk: about "
-                         f"<b>{mib(hybrid.colbert_estimate_bytes())}</b> ({hybrid.colbert_dtype}).")
+            parts.append(f"{short_label(name)} is off. Switching it on keeps {esc(mode.description)}: about "
+                         f"<b>{mib(state.estimate_bytes(name))}</b>.")
     return " ".join(parts)
 
 
-def toggle_colbert(session, on: bool, progress=None) -> tuple[bool, str]:
-    """Switch ColBERT on (build its token vectors) or off (free them). -> (switch value, info HTML)."""
-    if session.chunks is None or session.index is None:
+def toggle(session, name: str, on: bool, progress=None) -> tuple[bool, str]:
+    """Switch an opt-in mode on (build its part) or off (free it). -> (switch value, info HTML)."""
+    if session.current is None:
         return False, "Build the index first."
-    hybrid = session.hybrid()
-    if not hybrid.is_m3:
-        return False, ("ColBERT needs a BGE-M3 model: the index was built with "
-                       f"<b>{esc(session.embedder.spec.name)}</b>. " + retrieval_info(session))
+    state = session.index_state()
+    reason = registry.get(name).unavailable(state)
+    if reason:
+        return False, f"{esc(reason)}. " + retrieval_info(session)
     if on:
-        estimate = hybrid.colbert_estimate_bytes()
-        hybrid.enable_colbert(progress)
-        return True, f"ColBERT on (estimated {mib(estimate)}). " + retrieval_info(session)
-    hybrid.disable_colbert()
-    return False, "ColBERT off: its memory was freed. " + retrieval_info(session)
+        estimate = state.estimate_bytes(name)
+        state.part(name, progress)
+        return True, f"{short_label(name)} on (estimated {mib(estimate)}). " + retrieval_info(session)
+    state.drop(name)
+    return False, f"{short_label(name)} off: its memory was freed. " + retrieval_info(session)
 
 
 # ------------------------------------------------------------------------------------------ why this match
-
-def explain_row(session, query: str, row: int, instruction: str = "", top: int = 20):
-    """Why chunk ``row`` matched (:meth:`HybridIndex.explain`): -> (lexical, colbert, bm25)."""
-    explanation = session.hybrid().explain(query, row, instruction=instruction, top=top)
-    return explanation.lexical, explanation.colbert, explanation.bm25
-
 
 def lexical_table(lexical) -> pd.DataFrame:
     """One table: shared tokens (with their contribution to the sparse score) first, then the heaviest tokens
@@ -216,23 +163,24 @@ def colbert_figure(colbert, max_columns: int = 160):
     return fig
 
 
-def explain_view(session, results, rank: int) -> tuple[str, pd.DataFrame, Any, pd.DataFrame, pd.DataFrame]:
-    """"Why this match" for the result at retrieval (fused) ``rank`` of ``results``:
+def explain_view(session, ranking, rank: int) -> tuple[str, pd.DataFrame, Any, pd.DataFrame, pd.DataFrame]:
+    """"Why this match" for the result at retrieval (fused) ``rank`` of ``ranking``:
     (summary HTML, lexical table, ColBERT heat map or None, ColBERT alignment table, BM25 terms)."""
-    if not 1 <= rank <= len(results.row_ids):
-        raise ExplorerError(f"Choose a result between 1 and {len(results.row_ids)}.")
-    row = int(results.row_ids[rank - 1])
+    if not 1 <= rank <= len(ranking.rows):
+        raise ExplorerError(f"Choose a result between 1 and {len(ranking.rows)}.")
+    row = int(ranking.rows[rank - 1])
     chunk = session.chunks.table.iloc[row]
-    lexical, colbert, bm25 = explain_row(session, results.query, row, results.instruction)
-    parts = [f"Why <b>{esc(chunk['doc_id'])}</b> · chunk {int(chunk['chunk'])} (rank {rank}) matched "
-             f"“{esc(results.query)}”:"]
+    why = explain(session.index_state(), ranking.query, row, instruction=ranking.instruction)
+    lexical, colbert, bm25 = why.lexical, why.colbert, why.bm25
+    parts = [f"Why <b>{label(chunk['doc_id'])}</b> · chunk {int(chunk['chunk'])} (rank {rank}) matched "
+             f"“{esc(ranking.query)}”:"]
     if lexical is not None:
         parts.append(f"M3 lexical (sparse) score {lexical.score:.4f} = sum of the shared tokens' contributions "
                      f"({len(lexical.overlap)} shared);")
         parts.append(f"ColBERT score {colbert.score:.4f} = mean of each query token's best similarity;")
     else:
         parts.append("M3 lexical weights and the ColBERT alignment need a BGE-M3 model (this index: "
-                     f"{esc(session.embedder.spec.name)});")
+                     f"{label(session.index_state().model_name)});")
     parts.append(f"BM25 score {bm25['contribution'].sum():.4f} over {len(bm25)} matching term(s)."
                  if len(bm25) else "BM25: no query term occurs in this chunk.")
     bm25_df = pd.DataFrame({"term": bm25["term"].astype(str), "contribution": bm25["contribution"].round(4)}) \

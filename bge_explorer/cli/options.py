@@ -13,7 +13,8 @@ from bge_explorer.errors import ConfigError, ExplorerError
 from bge_explorer.models.catalog import DEFAULT_MODEL, EMBEDDERS, OFFLINE_MODEL
 from bge_explorer.models.devices import PRECISIONS
 from bge_explorer.retrieval import modes as registry
-from bge_explorer.retrieval.config import AUTO, HYBRID, MODEL_CLASSES, POOLINGS, RetrievalConfig, parse_modes
+from bge_explorer.retrieval.config import (AUTO, HYBRID, MODEL_CLASSES, POOLINGS, RetrievalConfig, parse_modes,
+                                          parse_weights)
 from bge_explorer.retrieval.fusion import FUSIONS
 
 
@@ -83,29 +84,6 @@ def add_config_options(parser: argparse.ArgumentParser, prefix: str = "", *, chu
     parser.add_argument(f"{p}overlap", type=int, help="tokens shared by neighbouring chunks (default 32)")
 
 
-def parse_weights(text: str | None, order: tuple[str, ...], option: str = "--weights") -> dict[str, float] | None:
-    """``dense=0.4,sparse=0.2`` -> {"dense": 0.4, "sparse": 0.2}; ``0.4,0.2`` -> the same in ``order``."""
-    if not text:
-        return None
-    out: dict[str, float] = {}
-    parts = [p.strip() for p in text.split(",") if p.strip()]
-    for i, part in enumerate(parts):
-        if "=" in part:
-            name, value = (x.strip() for x in part.split("=", 1))
-        else:
-            if i >= len(order):
-                raise ExplorerError(f"{option}: {len(parts)} positional weights for {len(order)} modes "
-                                    f"({', '.join(order)}); name them as mode=weight")
-            name, value = order[i], part
-        if name.lower() not in registry.REGISTRY:
-            raise ExplorerError(f"{option}: unknown mode {name!r}; the modes are {', '.join(registry.names())}")
-        try:
-            out[name.lower()] = float(value)
-        except ValueError:
-            raise ExplorerError(f"{option}: {text[:80]!r} is not a list of mode=weight numbers") from None
-    return out
-
-
 def _given(args: argparse.Namespace, prefix: str, name: str):
     return getattr(args, f"{prefix.replace('-', '_')}{name}", None)
 
@@ -163,7 +141,8 @@ def _modes_and_weights(args: argparse.Namespace, prefix: str, config: RetrievalC
         order = modes if modes != (HYBRID,) else ("dense", "sparse", "colbert")
         weights = parse_weights(weights_text, tuple(order), f"--{prefix}weights")
     except ConfigError as exc:
-        raise ExplorerError(f"--{prefix}mode: {exc.reason}") from None
+        option = exc.field if exc.field.startswith("--") else f"--{prefix}mode"
+        raise ExplorerError(f"{option}: {exc.reason}") from None
     if weights is not None:
         if modes == (HYBRID,) and weights_text and "=" in weights_text:
             out["modes"] = tuple(m for m in registry.names() if weights.get(m, 0) > 0)  # naming weights picks modes

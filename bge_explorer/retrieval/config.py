@@ -198,6 +198,30 @@ class RetrievalConfig:
         return cls.from_dict(data, where=str(path))
 
 
+def parse_weights(text: str | None, order: Sequence[str], field: str = "weights") -> dict[str, float] | None:
+    """``"dense=0.4, sparse=0.2"`` -> ``{"dense": 0.4, "sparse": 0.2}``; ``"0.4, 0.2"`` -> the same in ``order``.
+    None for empty text. Raises ConfigError naming ``field``."""
+    if not text or not text.strip():
+        return None
+    out: dict[str, float] = {}
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    for i, part in enumerate(parts):
+        if "=" in part:
+            name, value = (x.strip() for x in part.split("=", 1))
+        else:
+            if i >= len(order):
+                raise ConfigError(field, f"{len(parts)} positional weights for {len(order)} modes "
+                                         f"({', '.join(order)}); name them as mode=weight")
+            name, value = order[i], part
+        if name.lower() not in registry.REGISTRY:
+            raise ConfigError(field, f"unknown mode {name[:40]!r}; the modes are {', '.join(registry.names())}")
+        try:
+            out[name.lower()] = float(value)
+        except ValueError:
+            raise ConfigError(field, f"{text[:80]!r} is not a list of mode=weight numbers") from None
+    return out
+
+
 def _read(path: str | Path, limit: int = 1 << 20) -> str:
     try:
         with open(path, "rb") as f:

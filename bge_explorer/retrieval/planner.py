@@ -14,6 +14,7 @@ Rules, for one configuration:
 from __future__ import annotations
 
 import dataclasses
+from typing import Mapping
 
 from bge_explorer.errors import ConfigError
 from bge_explorer.retrieval import modes as registry
@@ -100,3 +101,28 @@ def _opt_in_notes(state: IndexState, modes: tuple[str, ...]) -> list[str]:
         size = "" if state.has(name) else f": it keeps about {state.estimate_bytes(name) / MIB:,.0f} MiB"
         out.append(f"{mode.label} off unless named{size}")
     return out
+
+
+def select_modes(weights: Mapping[str, float], state: IndexState, fusion: str = AUTO
+                 ) -> tuple[tuple[str, ...], list[str]]:
+    """The modes a set of weights picks for a hybrid on ``state`` (the app's weight sliders): weight above 0 and
+    servable; opt-in modes (ColBERT) only once built; for M3's weighted sum only M3 scores. -> (modes in
+    registry order, notes on each mode left out and why). Raises ConfigError when nothing is left."""
+    m3 = fusion == "m3"
+    modes, notes = [], []
+    for name, mode in registry.REGISTRY.items():
+        if weights.get(name, 0) <= 0:
+            continue
+        reason = mode.unavailable(state)
+        if reason:
+            notes.append(f"{mode.label} left out: {reason}")
+        elif not mode.in_hybrid and not state.has(name):
+            notes.append(f"{mode.label} left out: switch it on first (its memory is shown)")
+        elif m3 and mode.m3_weight is None:
+            notes.append(f"{mode.label} left out: M3's weighted sum combines M3 scores only (choose weighted or rrf)")
+        else:
+            modes.append(name)
+    if not modes:
+        raise ConfigError("modes", "nothing to fuse: give a weight above 0 to a mode this index can serve ("
+                                   + ", ".join(state.available_modes()) + ")" + ("; " + "; ".join(notes) if notes else ""))
+    return tuple(modes), notes
