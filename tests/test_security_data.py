@@ -6,9 +6,41 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from bge_explorer.data.corpus import load_corpus
+from bge_explorer.data.qrels import read_queries
+from bge_explorer.errors import CorpusError, LimitError, QrelsError
+
+
+# ---------------------------------------------------------------------------------------------------------
+# 2. Size bombs inside the limits
+
+
+def test_text_past_the_budget_is_refused_across_files_whatever_on_error(tmp_path):
+    (tmp_path / "a.txt").write_text("word " * 30_000)  # 150,000 characters
+    (tmp_path / "b.txt").write_text("more " * 30_000)
+    (tmp_path / "c.txt").write_text("x" * 300_000)  # fewer bytes than 4 x the budget: counted once decoded
+    assert len(load_corpus([tmp_path / "a.txt"], max_chunks=100).documents) == 1  # 150,000 <= 204,800
+    for paths in ([tmp_path / "a.txt", tmp_path / "b.txt"], [tmp_path / "c.txt"]):
+        for on_error in ("raise", "skip"):
+            with pytest.raises(LimitError, match=r"over 204,800 characters, more than 100 chunks can hold"):
+                load_corpus(paths, max_chunks=100, on_error=on_error)
+
 
 # ---------------------------------------------------------------------------------------------------------
 # 3. Broken UTF-16, long CSV fields, hidden characters, CSV injection
+
+
+def test_odd_length_utf16_is_a_corpus_error_and_skip_keeps_the_other_files(tmp_path):
+    (tmp_path / "good.txt").write_text("Good text.")
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe" + "hello".encode("utf-16-le") + b"!")  # 13 bytes
+    corpus = load_corpus([tmp_path / "good.txt", tmp_path / "bad.txt"], on_error="skip")
+    assert corpus.documents["doc_id"].tolist() == ["good.txt"]
+    assert len(corpus.problems) == 1 and corpus.problems[0].startswith("bad.txt: not valid UTF-16")
+    with pytest.raises(CorpusError, match=r"bad\.txt: not valid UTF-16.*truncated data"):
+        load_corpus([tmp_path / "good.txt", tmp_path / "bad.txt"])
+    (tmp_path / "queries.jsonl").write_bytes((tmp_path / "bad.txt").read_bytes())
+    with pytest.raises(QrelsError, match=r"queries\.jsonl: not valid UTF-16"):
+        read_queries(tmp_path / "queries.jsonl")
 
 
 @pytest.mark.parametrize("text, shown", [
