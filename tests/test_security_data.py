@@ -9,10 +9,13 @@ import shutil
 import tracemalloc
 import zipfile
 
+import numpy as np
 import pandas as pd
 import pytest
+from transformers import AutoTokenizer
 
 from bge_explorer.cli.commands import main
+from bge_explorer.data.chunking import chunk_documents, windows
 from bge_explorer.data.corpus import load_corpus
 from bge_explorer.data.qrels import load_beir, read_qrels_csv, read_queries
 from bge_explorer.errors import CorpusError, LimitError, QrelsError
@@ -153,6 +156,45 @@ def test_text_past_the_budget_is_refused_across_files_whatever_on_error(tmp_path
         for on_error in ("raise", "skip"):
             with pytest.raises(LimitError, match=r"over 204,800 characters, more than 100 chunks can hold"):
                 load_corpus(paths, max_chunks=100, on_error=on_error)
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_encoder):
+    return AutoTokenizer.from_pretrained(tiny_encoder)
+
+
+def one_doc(text: str) -> pd.DataFrame:
+    return pd.DataFrame(dict(doc_id=["d"], title=[""], text=[text], source=["s"], page_starts=[None]))
+
+
+@pytest.mark.parametrize("text", ["a" * 300_000,  # one WordPiece [UNK] per 200,000-character segment
+                                  "abc/def+ghi=" * 5_000,  # short tokens, no whitespace
+                                  "intro words here " + "x" * 5_000 + " outro words " * 40],
+                         ids=["one-letter", "punctuated", "long-word-among-words"])
+def test_a_chunk_never_exceeds_its_token_budget_whatever_the_text(tokenizer, text):
+    size = 32
+    chunks = chunk_documents(one_doc(text), tokenizer, size=size, overlap=4).table
+    assert len(chunks) > 1
+    covered = np.zeros(len(text), bool)
+    for row in chunks.itertuples():
+        assert row.n_tokens <= size and len(row.text) <= size * 100  # a token spans <= 100 chars (MAX_TOKEN_CHARS)
+        assert len(tokenizer(row.text, add_special_tokens=False)["input_ids"]) <= size  # as the model reads it
+        assert text[row.start:row.end] == row.text
+        covered[row.start:row.end] = True
+    assert covered[[i for i, c in enumerate(text) if c != " "]].all()  # nothing lost
+    if text.startswith("intro"):  # outside the long word, cuts stay on word boundaries
+        word = range(len("intro words here "), len("intro words here ") + 5_000)
+        for row in chunks.itertuples():
+            assert row.start in word or row.start == 0 or text[row.start - 1] == " "
+
+
+def test_windows_cut_a_long_word_and_keep_the_overlap():
+    starts = np.array([True] + [False] * 99 + [True, False, True])
+    spans = windows(starts, size=10, overlap=3)
+    assert spans[0] == (0, 10) and spans[-1][1] == 103
+    for (s, e), (s2, e2) in zip(spans, spans[1:]):
+        assert e - s <= 10 and s < s2 <= e and e - s2 <= 3
+    assert (100, 103) in spans or any(s <= 100 and e == 103 for s, e in spans)
 
 
 # ---------------------------------------------------------------------------------------------------------
