@@ -1,8 +1,13 @@
 """Splitting documents into chunks by tokens of the model's own tokenizer.
 
-A chunk never starts or ends inside a whitespace-delimited word. Each chunk keeps its document
-id, title, chunk number, character offsets ``[start, end)`` into the document text, its page
-(PDFs) and its length in tokens. Empty and whitespace-only chunks are dropped and counted.
+A chunk never starts or ends inside a whitespace-delimited word, except a word longer than a chunk,
+which is cut at token boundaries: a chunk never has more tokens than its size, whatever the text. A
+token spans at most MAX_TOKEN_CHARS characters (a longer one, such as the ``[UNK]`` WordPiece makes of
+a word of over 100 characters, counts as one token per MAX_TOKEN_CHARS characters), so a chunk's text
+has at most ``size x MAX_TOKEN_CHARS`` characters plus what the tokenizer skips between its tokens
+(whitespace, control characters). Each chunk keeps its document id, title, chunk number, character
+offsets ``[start, end)`` into the document text, its page (PDFs) and its length in tokens. Empty and
+whitespace-only chunks are dropped and counted.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from bge_explorer.errors import LimitError
 DEFAULT_SIZE = 256
 DEFAULT_OVERLAP = 32
 SEGMENT_CHARS = 200_000  # longer documents are tokenized in pieces of about this many characters
+MAX_TOKEN_CHARS = 100  # WordPiece's longest word; a token spanning more is counted as several
 CHUNK_COLUMNS = ["chunk_id", "doc_id", "chunk", "title", "text", "start", "end", "page", "n_tokens", "source"]
 
 
@@ -39,23 +45,36 @@ class Chunks:
 
 
 def windows(word_starts: np.ndarray, size: int, overlap: int) -> list[tuple[int, int]]:
-    """Token windows ``[s, e)`` of at most ``size`` tokens that start and end on word starts.
+    """Token windows ``[s, e)`` of at most ``size`` tokens that start and end on word starts where they can.
 
     ``word_starts``: (n_tokens,) bool, True where a token begins a word. Consecutive windows share
-    at most ``overlap`` tokens. A single word longer than ``size`` tokens becomes one longer window.
+    at most ``overlap`` tokens. A word longer than ``size`` tokens is cut every ``size`` tokens or so.
     """
     n = len(word_starts)
-    boundaries = np.flatnonzero(word_starts).tolist() + [n]  # allowed cut points
+    boundaries = np.flatnonzero(word_starts).tolist() + [n]  # preferred cut points
     out, s = [], 0
     while s < n:
         i = bisect.bisect_right(boundaries, s + size) - 1
-        e = boundaries[i] if boundaries[i] > s else boundaries[bisect.bisect_right(boundaries, s)]
+        e = boundaries[i] if boundaries[i] > s else min(s + size, n)  # no word start in reach: cut the word
         out.append((s, e))
         if e >= n:
             break
-        j = bisect.bisect_left(boundaries, max(e - overlap, s + 1))
-        s = boundaries[j]
+        back = max(e - overlap, s + 1)
+        j = bisect.bisect_left(boundaries, back)
+        s = boundaries[j] if boundaries[j] <= e else back  # inside a long word: go back `overlap` tokens
     return out
+
+
+def split_long_tokens(offsets: np.ndarray, limit: int = MAX_TOKEN_CHARS) -> np.ndarray:
+    """Token offsets ``(n, 2)`` -> ``(m, 2)``, m >= n: a token spanning more than ``limit`` characters becomes
+    consecutive spans of at most ``limit``."""
+    lengths = offsets[:, 1] - offsets[:, 0]
+    if len(offsets) == 0 or lengths.max() <= limit:
+        return offsets
+    pieces = np.maximum(1, -(-lengths // limit))
+    first = np.repeat(np.cumsum(pieces) - pieces, pieces)  # each piece's token's first piece
+    starts = np.repeat(offsets[:, 0], pieces) + limit * (np.arange(pieces.sum()) - first)
+    return np.stack([starts, np.minimum(starts + limit, np.repeat(offsets[:, 1], pieces))], axis=1)
 
 
 def _segments(text: str, limit: int = SEGMENT_CHARS):
@@ -79,7 +98,7 @@ def _token_offsets(texts: list[str], tokenizer, size: int | None, max_chunks: in
     before the rest is tokenized."""
     def encode(pieces: list[str]) -> list[np.ndarray]:
         encoded = tokenizer(pieces, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
-        return [np.asarray(o, dtype=np.int64).reshape(-1, 2) for o in encoded["offset_mapping"]]
+        return [split_long_tokens(np.asarray(o, dtype=np.int64).reshape(-1, 2)) for o in encoded["offset_mapping"]]
 
     def over(tokens: int) -> None:
         if max_chunks is not None and size is not None and tokens > (max_chunks - len(rows)) * size:

@@ -8,6 +8,11 @@ The result is a :class:`Corpus` whose ``documents`` DataFrame has the columns
 ``doc_id, title, text, source, page_starts``. With ``on_error="raise"`` the first problem raises
 :class:`~bge_explorer.errors.CorpusError` naming the file and line; with ``"skip"`` bad files and
 bad lines are left out and listed in ``Corpus.problems``, and the rest loads.
+
+The text read is bounded (:class:`TextBudget`): past what the chunk limit can hold, LimitError, before a
+file too big is read or parsed. ``doc_id`` and ``title`` are kept as in the file (ids must match the
+judgments); ``source``, ``problems`` and ``notes`` are for display, hidden characters escaped
+(:func:`~bge_explorer.data.safe_text.visible`) and echoed values cut short.
 """
 from __future__ import annotations
 
@@ -21,7 +26,9 @@ from typing import Iterator, Literal, Sequence
 
 import pandas as pd
 
-from bge_explorer.errors import CorpusError
+from bge_explorer import settings
+from bge_explorer.data.safe_text import short, visible
+from bge_explorer.errors import CorpusError, LimitError
 
 OnError = Literal["raise", "skip"]
 FORMATS = (".txt", ".md", ".csv", ".tsv", ".jsonl", ".json", ".pdf")
@@ -30,6 +37,9 @@ WESTERN = ["cp1252", "latin_1", "iso8859_15"]
 LATIN_LOOKALIKES = {"cp1257", "cp1250", "iso8859_2", "iso8859_4", "iso8859_10", "iso8859_13", "iso8859_16", "cp775",
                     "mac_latin2"}
 COLUMNS = ["doc_id", "title", "text", "source", "page_starts"]
+CHARS_PER_CHUNK = 2_048  # generous: a 256-token chunk of English is about 1,200 characters
+MAX_BYTES_PER_CHAR = 4  # UTF-8's longest; UTF-16 and the legacy encodings take fewer
+SHOWN_COLUMNS = 20  # column names listed in a message
 
 
 @dataclasses.dataclass
@@ -45,6 +55,41 @@ class Corpus:
         return sorted(set(self.documents["source"]))
 
 
+class TextBudget:
+    """The characters of text a corpus may still hold: ``max_chunks`` (default: the settings' chunk limit) x
+    CHARS_PER_CHUNK at first, spent file by file. Past it, LimitError naming the chunk limit; a file whose size
+    alone is past it is refused before it is read, so memory stays within a few times the budget."""
+
+    def __init__(self, max_chunks: int | None = None):
+        self.max_chunks = settings.current().limits.max_chunks if max_chunks is None else max_chunks
+        self.left = self.max_chunks * CHARS_PER_CHUNK
+
+    def read(self, path: str | Path, name: str) -> bytes:
+        """The file's bytes; LimitError when it has too many bytes to fit (OSError when unreadable)."""
+        if os.path.getsize(path) > MAX_BYTES_PER_CHAR * self.left + 4:  # + 4: a byte order mark
+            raise self.error(name)
+        return Path(path).read_bytes()
+
+    def spend(self, text: str, name: str) -> str:
+        """``text``, counted against the budget; LimitError when it does not fit."""
+        if len(text) > self.left:
+            raise self.error(name)
+        self.left -= len(text)
+        return text
+
+    def error(self, name: str) -> LimitError:
+        return LimitError(f"{short(name)}: the text is over {self.max_chunks * CHARS_PER_CHUNK:,} characters, more "
+                          f"than {self.max_chunks:,} chunks can hold (the chunk limit, BGE_EXPLORER_MAX_CHUNKS, at "
+                          f"{CHARS_PER_CHUNK:,} characters a chunk); load fewer or smaller files")
+
+
+def allow_long_csv_fields() -> None:
+    """Let a CSV field be as long as an upload may be (the csv module's default, 128 KiB, would call a file
+    with a longer field malformed). Process-wide; never lowered."""
+    limit = min(int(settings.current().limits.max_upload_mb * 2**20), 2**31 - 1)
+    csv.field_size_limit(max(csv.field_size_limit(), limit))
+
+
 def decode(data: bytes, name: str, notes: list[str] | None = None) -> str:
     """Bytes of a text file -> str. UTF-8 (BOM allowed) first, then a detected encoding, named in ``notes``.
 
@@ -53,7 +98,11 @@ def decode(data: bytes, name: str, notes: list[str] | None = None) -> str:
     if not data:
         raise CorpusError(name, "the file is empty (0 bytes)")
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16")
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise CorpusError(name, f"not valid UTF-16 (the file starts with a UTF-16 byte order mark): "
+                                    f"{exc.reason} at byte {exc.start:,}") from None
     if b"\x00" in data[:8192]:
         raise CorpusError(name, "this looks like a binary file, not text")
     try:
@@ -83,30 +132,39 @@ def decode(data: bytes, name: str, notes: list[str] | None = None) -> str:
 
 
 def _record(doc_id: str, text: str, source: str, title: str = "", page_starts: list[int] | None = None) -> dict:
-    return dict(doc_id=str(doc_id), title=str(title or ""), text=str(text), source=source, page_starts=page_starts)
+    """One document; ``source``, the file's name, is for display (hidden characters made visible)."""
+    return dict(doc_id=str(doc_id), title=str(title or ""), text=str(text), source=visible(source),
+                page_starts=page_starts)
 
 
-def _read_plain(data: bytes, name: str, notes: list[str]) -> Iterator[dict]:
-    text = decode(data, name, notes)
+def _read_plain(text: str, name: str) -> Iterator[dict]:
     if not text.strip():
         raise CorpusError(name, "the file holds only whitespace: no text to index")
     yield _record(name, text, name)
 
 
-def _read_delimited(data: bytes, name: str, notes: list[str], problems: list[str] | None, text_column: str | None,
+def _columns(header: list[str]) -> str:
+    shown = ", ".join(short(h) for h in header[:SHOWN_COLUMNS])
+    return shown + (f" and {len(header) - SHOWN_COLUMNS} more" if len(header) > SHOWN_COLUMNS else "")
+
+
+def _read_delimited(text: str, name: str, problems: list[str] | None, text_column: str | None,
                     id_column: str | None, title_column: str | None) -> Iterator[dict]:
     sep = "\t" if name.lower().endswith(".tsv") else ","
-    reader = csv.reader(io.StringIO(decode(data, name, notes), newline=""), delimiter=sep)
+    allow_long_csv_fields()
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
         raise CorpusError(name, "the file has no header row") from None
+    except csv.Error as exc:
+        raise CorpusError(name, f"malformed CSV: {exc}", reader.line_num) from None
     text_column = text_column or ("text" if "text" in header else None)
     if text_column is None:
-        raise CorpusError(name, f"choose the text column; the columns are: {', '.join(header)}")
+        raise CorpusError(name, f"choose the text column; the columns are: {_columns(header)}")
     for wanted in (text_column, id_column, title_column):
         if wanted and wanted not in header:
-            raise CorpusError(name, f"no column '{wanted}'; the columns are: {', '.join(header)}")
+            raise CorpusError(name, f"no column '{short(wanted)}'; the columns are: {_columns(header)}")
     position = {column: i for i, column in enumerate(header)}
     try:
         for row in reader:
@@ -128,15 +186,15 @@ def _json_record(obj, name: str, line: int | None, text_column: str | None, id_c
         raise CorpusError(name, f"expected an object with a text field, got {type(obj).__name__}", line)
     text_key = text_column or "text"
     if text_key not in obj:
-        raise CorpusError(name, f"no '{text_key}' field in this record", line)
+        raise CorpusError(name, f"no '{short(text_key)}' field in this record", line)
     id_key = id_column or next((k for k in ("_id", "id", "doc_id") if k in obj), None)
     return _record(obj[id_key] if id_key else fallback_id, obj[text_key] or "", name,
                    obj.get(title_column or "title") or "")
 
 
-def _read_jsonl(data: bytes, name: str, notes: list[str], problems: list[str] | None, text_column: str | None,
+def _read_jsonl(text: str, name: str, problems: list[str] | None, text_column: str | None,
                 id_column: str | None, title_column: str | None) -> Iterator[dict]:
-    for number, line in enumerate(decode(data, name, notes).splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
@@ -150,10 +208,10 @@ def _read_jsonl(data: bytes, name: str, notes: list[str], problems: list[str] | 
             _problem(problems, exc)
 
 
-def _read_json(data: bytes, name: str, notes: list[str], problems: list[str] | None, text_column: str | None,
+def _read_json(text: str, name: str, problems: list[str] | None, text_column: str | None,
                id_column: str | None, title_column: str | None) -> Iterator[dict]:
     try:
-        obj = json.loads(decode(data, name, notes))
+        obj = json.loads(text)
     except RecursionError:
         raise CorpusError(name, "JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
@@ -168,14 +226,14 @@ def _read_json(data: bytes, name: str, notes: list[str], problems: list[str] | N
         try:
             record = _json_record(value, name, None, text_column, id_column, title_column, fallback_id)
         except CorpusError as exc:
-            _problem(problems, CorpusError(name, f"record '{fallback_id}': {exc.reason}"))
+            _problem(problems, CorpusError(name, f"record '{short(fallback_id)}': {exc.reason}"))
             continue
         if isinstance(obj, dict):
             record["doc_id"] = fallback_id
         yield record
 
 
-def _read_pdf(data: bytes, name: str) -> Iterator[dict]:
+def _read_pdf(data: bytes, name: str, budget: TextBudget) -> Iterator[dict]:
     from pypdf import PdfReader
     from pypdf.errors import PyPdfError
 
@@ -185,7 +243,7 @@ def _read_pdf(data: bytes, name: str) -> Iterator[dict]:
         reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise CorpusError(name, "the PDF is encrypted; give a copy without a password")
-        pages = [page.extract_text() or "" for page in reader.pages]
+        pages = [budget.spend(page.extract_text() or "", name) for page in reader.pages]
     except CorpusError:
         raise
     except (PyPdfError, ValueError, KeyError, TypeError, OSError, RecursionError) as exc:
@@ -200,7 +258,8 @@ def _read_pdf(data: bytes, name: str) -> Iterator[dict]:
 
 
 def _problem(problems: list[str] | None, error: CorpusError) -> None:
-    """Raise the error, or (skip mode) record it and go on."""
+    """Raise the error, or (skip mode) record it and go on; hidden characters in it made visible."""
+    error = CorpusError(visible(error.file), visible(error.reason), error.line)
     if problems is None:
         raise error
     problems.append(str(error))
@@ -208,28 +267,32 @@ def _problem(problems: list[str] | None, error: CorpusError) -> None:
 
 def read_file(path: str | Path, *, name: str | None = None, text_column: str | None = None,
               id_column: str | None = None, title_column: str | None = None,
-              problems: list[str] | None = None, notes: list[str] | None = None) -> list[dict]:
-    """Records (dicts with the COLUMNS keys) from one file. ``problems`` given: bad lines go there."""
+              problems: list[str] | None = None, notes: list[str] | None = None,
+              budget: TextBudget | None = None) -> list[dict]:
+    """Records (dicts with the COLUMNS keys) from one file. ``problems`` given: bad lines go there.
+    ``budget`` (default: a fresh one) bounds the text read; past it, LimitError."""
     name = name or os.path.basename(str(path))
     suffix = Path(name).suffix.lower()
     if suffix not in FORMATS:
-        raise CorpusError(name, f"unsupported file type '{suffix or name}'; use one of {', '.join(FORMATS)}")
+        raise CorpusError(name, f"unsupported file type '{short(suffix or name)}'; use one of {', '.join(FORMATS)}")
+    budget = budget or TextBudget()
     try:
-        data = Path(path).read_bytes()
+        data = budget.read(path, name)
     except OSError as exc:
         raise CorpusError(name, f"cannot read the file ({exc.strerror})") from None
-    notes = notes if notes is not None else []
     columns = dict(text_column=text_column, id_column=id_column, title_column=title_column)
-    if suffix in (".txt", ".md"):
-        records = _read_plain(data, name, notes)
-    elif suffix in (".csv", ".tsv"):
-        records = _read_delimited(data, name, notes, problems, **columns)
-    elif suffix == ".jsonl":
-        records = _read_jsonl(data, name, notes, problems, **columns)
-    elif suffix == ".json":
-        records = _read_json(data, name, notes, problems, **columns)
+    if suffix == ".pdf":
+        records = _read_pdf(data, name, budget)
     else:
-        records = _read_pdf(data, name)
+        text = budget.spend(decode(data, name, notes), name)
+        if suffix in (".txt", ".md"):
+            records = _read_plain(text, name)
+        elif suffix in (".csv", ".tsv"):
+            records = _read_delimited(text, name, problems, **columns)
+        elif suffix == ".jsonl":
+            records = _read_jsonl(text, name, problems, **columns)
+        else:
+            records = _read_json(text, name, problems, **columns)
     out = list(records)
     if not out:
         raise CorpusError(name, "no documents found in the file")
@@ -238,11 +301,12 @@ def read_file(path: str | Path, *, name: str | None = None, text_column: str | N
 
 def load_corpus(paths: Sequence[str | Path], *, names: Sequence[str] | None = None, text_column: str | None = None,
                 id_column: str | None = None, title_column: str | None = None,
-                on_error: OnError = "raise") -> Corpus:
+                on_error: OnError = "raise", max_chunks: int | None = None) -> Corpus:
     """Read files into one :class:`Corpus`. ``names`` are display names (default: the base names).
 
     Document ids must be unique across the corpus. Raises CorpusError on the first problem
-    (``on_error="raise"``), or when nothing at all could be loaded.
+    (``on_error="raise"``), or when nothing at all could be loaded; LimitError, whatever ``on_error``, once
+    the text is past what ``max_chunks`` chunks can hold (default: the settings' limit; see :class:`TextBudget`).
     """
     if not paths:
         raise CorpusError("corpus", "no files given")
@@ -251,20 +315,21 @@ def load_corpus(paths: Sequence[str | Path], *, names: Sequence[str] | None = No
     notes: list[str] = []
     records: list[dict] = []
     seen: set[str] = set()
+    budget = TextBudget(max_chunks)
     for path, name in zip(paths, names):
         try:
             file_records = read_file(path, name=name, text_column=text_column, id_column=id_column,
-                                     title_column=title_column, problems=problems, notes=notes)
+                                     title_column=title_column, problems=problems, notes=notes, budget=budget)
         except CorpusError as exc:
             _problem(problems, exc)
             continue
         for record in file_records:
             if record["doc_id"] in seen:
-                _problem(problems, CorpusError(name, f"duplicate document id '{record['doc_id']}'"))
+                _problem(problems, CorpusError(name, f"duplicate document id '{short(record['doc_id'])}'"))
                 continue
             seen.add(record["doc_id"])
             records.append(record)
     if not records:
-        raise CorpusError(", ".join(names), "no documents could be loaded" +
+        raise CorpusError(visible(", ".join(names)), "no documents could be loaded" +
                           (": " + "; ".join(problems[:3]) if problems else ""))
-    return Corpus(pd.DataFrame.from_records(records, columns=COLUMNS), problems or [], notes)
+    return Corpus(pd.DataFrame.from_records(records, columns=COLUMNS), problems or [], [visible(n) for n in notes])

@@ -6,14 +6,18 @@ Formats:
   ``score``; a header row; any line endings);
 - a BEIR folder or a ``.zip`` of one (``corpus.jsonl``, ``queries.jsonl``, ``qrels/``), possibly inside
   one top-level folder; a zip is checked (no absolute or ``..`` paths, no links, a member count and an
-  uncompressed size cap) and extracted into a temporary directory that is removed after reading;
+  uncompressed size cap) and extracted into a temporary directory that is removed after reading. A split
+  is the name of one of the folder's own ``qrels/*.tsv``, and every file read must lie inside the folder
+  (symbolic links resolved), so a dataset can only show its own content;
 - a CSV of ``query,relevant_doc_id[,score]`` (query text, not an id; an optional header row).
 
 Judgments refer to document ids. A score of 1 or more means relevant (trec_eval's default level);
 the score is the graded gain in nDCG; 0 and negative scores are judged non-relevant.
 
 Problems raise :class:`QrelsError` naming the file and line: a non-numeric score, a duplicate query
-id or (query, document) pair, a missing column. Queries without judgments are skipped and counted
+id or (query, document) pair, a missing column. Values echoed in messages are cut short, their hidden
+characters escaped (:func:`~bge_explorer.data.safe_text.short`); files are read within the corpus text
+budget (:class:`~bge_explorer.data.corpus.TextBudget`). Queries without judgments are skipped and counted
 in ``Judgments.notes``; judgments whose documents are not in the corpus are reported (count and a
 few ids) by :meth:`Judgments.check_corpus`.
 """
@@ -26,6 +30,7 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -33,18 +38,19 @@ import zipfile
 from pathlib import Path, PurePosixPath
 from typing import Iterable, Iterator, Literal
 
-from bge_explorer.data.corpus import Corpus, decode, load_corpus
 from bge_explorer import settings
+from bge_explorer.data.corpus import Corpus, TextBudget, allow_long_csv_fields, decode, load_corpus
+from bge_explorer.data.safe_text import short, visible
 from bge_explorer.errors import CorpusError, LimitError, QrelsError
 
 MAX_ZIP_MEMBERS = 10_000
 SHOWN = 5  # ids shown in a message listing problems
+SPLIT = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]*")  # a split's name: qrels/<split>.tsv, no path, no leading dot
 Missing = Literal["raise", "drop"]
 
 
-
 def _few(ids: Iterable[str], total: int) -> str:
-    shown = [repr(i) for i in list(ids)[:SHOWN]]
+    shown = [f"'{short(i)}'" for i in list(ids)[:SHOWN]]
     return ", ".join(shown) + (f" and {total - len(shown)} more" if total > len(shown) else "")
 
 
@@ -111,12 +117,14 @@ class Benchmark:
 
 
 def _text(path: str | Path, name: str) -> str:
+    """The decoded file, within the corpus text budget (LimitError past it)."""
+    budget = TextBudget()
     try:
-        data = Path(path).read_bytes()
+        data = budget.read(path, name)
     except OSError as exc:
         raise QrelsError(name, f"cannot read the file ({exc.strerror})") from None
     try:
-        return decode(data, name)
+        return budget.spend(decode(data, name), name)
     except CorpusError as exc:
         raise QrelsError(name, exc.reason, exc.line) from None
 
@@ -126,9 +134,9 @@ def _score(cell: str, name: str, line: int) -> int:
     try:
         value = float(cell.strip())
     except ValueError:
-        raise QrelsError(name, f"the score {cell.strip()[:40]!r} is not a number", line) from None
+        raise QrelsError(name, f"the score '{short(cell.strip())}' is not a number", line) from None
     if not math.isfinite(value) or value != int(value):
-        raise QrelsError(name, f"the score {cell.strip()[:40]!r} is not a whole number (relevance grades are "
+        raise QrelsError(name, f"the score '{short(cell.strip())}' is not a whole number (relevance grades are "
                                "integers: 0 not relevant, 1 relevant, 2 highly relevant...)", line)
     return int(value)
 
@@ -143,7 +151,7 @@ def read_queries(path: str | Path, name: str | None = None) -> dict[str, str]:
 
     Raises QrelsError for bad JSON, a missing field or a duplicate id (naming the line).
     """
-    name = name or os.path.basename(str(path))
+    name = visible(name or os.path.basename(str(path)))
     queries: dict[str, str] = {}
     for number, line in enumerate(_text(path, name).splitlines(), start=1):
         if not line.strip():
@@ -159,7 +167,7 @@ def read_queries(path: str | Path, name: str | None = None) -> dict[str, str]:
             raise QrelsError(name, "each line needs '_id' and 'text' fields", number)
         qid = str(qid)
         if qid in queries:
-            raise QrelsError(name, f"duplicate query id {qid!r}", number)
+            raise QrelsError(name, f"duplicate query id '{short(qid)}'", number)
         queries[qid] = str(obj["text"] or "")
     if not queries:
         raise QrelsError(name, "no queries found in the file")
@@ -167,6 +175,7 @@ def read_queries(path: str | Path, name: str | None = None) -> dict[str, str]:
 
 
 def _rows(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
+    allow_long_csv_fields()
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         for row in reader:
@@ -182,7 +191,7 @@ def read_qrels_tsv(path: str | Path, name: str | None = None) -> dict[str, dict[
     A header is recognised by its names (``query-id``, ``score``...) on the first line. Raises QrelsError for a
     line without three columns, a non-numeric score or a judgment given twice.
     """
-    name = name or os.path.basename(str(path))
+    name = visible(name or os.path.basename(str(path)))
     qrels: dict[str, dict[str, int]] = {}
     text = _text(path, name)
     delimiter = "\t" if "\t" in text.split("\n", 1)[0] else ("," if name.lower().endswith(".csv") else "\t")
@@ -201,20 +210,19 @@ def read_qrels_tsv(path: str | Path, name: str | None = None) -> dict[str, dict[
         qid, doc_id, score = row[0], row[1], _score(row[2], name, number)
         judged = qrels.setdefault(qid, {})
         if doc_id in judged:
-            raise QrelsError(name, f"duplicate judgment for query {qid!r} and document {doc_id!r}", number)
+            raise QrelsError(name, f"duplicate judgment for query '{short(qid)}' and document '{short(doc_id)}'",
+                             number)
         judged[doc_id] = score
     if not qrels:
         raise QrelsError(name, "no judgments found in the file (only a header row)")
     return qrels
 
 
-
-
 def read_qrels_csv(path: str | Path, name: str | None = None) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
     """CSV of ``query,relevant_doc_id[,score]`` (query *text*; score 1 when absent; optional header row)
     -> ({query id: text}, qrels). Rows with the same query text belong to one query, ids ``q1, q2, ...``
     in order of first appearance."""
-    name = name or os.path.basename(str(path))
+    name = visible(name or os.path.basename(str(path)))
     text = _text(path, name)
     delimiter = "\t" if name.lower().endswith(".tsv") else ","
     try:
@@ -238,7 +246,8 @@ def read_qrels_csv(path: str | Path, name: str | None = None) -> tuple[dict[str,
         qid = ids.setdefault(query, f"q{len(ids) + 1}")
         judged = qrels.setdefault(qid, {})
         if doc_id in judged:
-            raise QrelsError(name, f"duplicate judgment for query {query[:60]!r} and document {doc_id!r}", number)
+            raise QrelsError(name, f"duplicate judgment for query '{short(query)}' and document '{short(doc_id)}'",
+                             number)
         judged[doc_id] = score
     return {qid: query for query, qid in ids.items()}, qrels
 
@@ -249,6 +258,7 @@ def combine(queries: dict[str, str], qrels: dict[str, dict[str, int]], source: s
     Queries without judgments, or with only non-relevant ones, are skipped and counted in ``notes``.
     Judgments for query ids that are not among the queries raise QrelsError (count and a few ids).
     """
+    source = visible(source)
     unknown = [q for q in qrels if q not in queries]
     if unknown:
         raise QrelsError(source or "qrels", f"{len(unknown)} query id(s) in the judgments are not in the queries "
@@ -272,7 +282,7 @@ def load_judgments(qrels_path: str | Path, queries_path: str | Path | None = Non
                    names: tuple[str | None, str | None] = (None, None)) -> Judgments:
     """Judgments from a BEIR qrels TSV plus ``queries.jsonl``, or from a ``query,relevant_doc_id[,score]``
     CSV alone (``queries_path`` None). ``names``: display names of (qrels, queries)."""
-    qrels_name = names[0] or os.path.basename(str(qrels_path))
+    qrels_name = visible(names[0] or os.path.basename(str(qrels_path)))
     if queries_path is None:
         if not qrels_name.lower().endswith((".csv", ".tsv")):
             raise QrelsError(qrels_name, "give a CSV of query,relevant_doc_id[,score], or a qrels TSV together with "
@@ -297,9 +307,31 @@ def _looks_like_beir_qrels(path: str | Path, name: str) -> bool:
 
 
 def splits(folder: str | Path) -> list[str]:
-    """The qrels splits a BEIR folder holds (``qrels/test.tsv`` -> ``test``)."""
+    """The qrels splits a BEIR folder holds (``qrels/test.tsv`` -> ``test``; names matching SPLIT only)."""
     qrels_dir = Path(folder) / "qrels"
-    return sorted(p.stem for p in qrels_dir.glob("*.tsv")) if qrels_dir.is_dir() else []
+    return sorted(p.stem for p in qrels_dir.glob("*.tsv") if SPLIT.fullmatch(p.stem)) if qrels_dir.is_dir() else []
+
+
+def _inside(folder: Path, path: Path, name: str) -> Path:
+    """``path``, refused (QrelsError) when, symbolic links resolved, it lies outside ``folder``."""
+    if not path.resolve().is_relative_to(folder.resolve()):
+        raise QrelsError(name, f"{path.relative_to(folder).as_posix()} leads outside the dataset folder "
+                               "(a symbolic link?); only the dataset's own files are read")
+    return path
+
+
+def _qrels_path(folder: Path, root: Path, split: str, name: str) -> Path:
+    """``root/qrels/<split>.tsv`` for a split among :func:`splits`; QrelsError (naming the splits there) or
+    LimitError (a split longer than max_field_chars) otherwise."""
+    settings.current().limits.check_field(split, "the split")
+    available = splits(root)
+    there = f"; the splits here are: {', '.join(map(short, available))}" if available else "; there is no qrels folder"
+    if not SPLIT.fullmatch(split):
+        raise QrelsError(name, f"'{short(split)}' is not a split name (letters, digits, '_', '-' and '.', not "
+                               f"starting with '.'){there}")
+    if split not in available:
+        raise QrelsError(name, f"no qrels/{short(split)}.tsv{there}")
+    return _inside(folder, root / "qrels" / f"{split}.tsv", name)
 
 
 def _beir_root(folder: Path) -> Path:
@@ -322,22 +354,20 @@ def load_beir_folder(folder: str | Path, split: str = "test", *, need_corpus: bo
     Judgments are checked against the corpus: unknown document ids raise QrelsError, or are dropped
     with a note when ``missing="drop"``.
     ``need_corpus=False`` allows a folder without ``corpus.jsonl`` (the corpus is then None).
+    ``split``: one of :func:`splits` (at most max_field_chars characters); every file read lies inside ``folder``.
     """
     folder = Path(folder)
-    name = name or folder.name
+    name = visible(name or folder.name)
     if not folder.is_dir():
-        raise QrelsError(str(folder), "no such folder")
+        raise QrelsError(visible(str(folder)), "no such folder")
     root = _beir_root(folder)
-    qrels_path = root / "qrels" / f"{split}.tsv"
-    if not qrels_path.is_file():
-        available = splits(root)
-        raise QrelsError(name, f"no qrels/{split}.tsv" + (f"; the splits here are: {', '.join(available)}"
-                                                           if available else "; there is no qrels folder"))
-    judgments = load_judgments(qrels_path, root / "queries.jsonl", names=(f"qrels/{split}.tsv", "queries.jsonl"))
+    qrels_path = _qrels_path(folder, root, split, name)
+    queries_path = _inside(folder, root / "queries.jsonl", name)
+    judgments = load_judgments(qrels_path, queries_path, names=(f"qrels/{split}.tsv", "queries.jsonl"))
     corpus_path = root / "corpus.jsonl"
     corpus = None
     if corpus_path.is_file():
-        corpus = load_corpus([corpus_path])
+        corpus = load_corpus([_inside(folder, corpus_path, name)])
         judgments = judgments.check_corpus(corpus.documents["doc_id"], missing)
     elif need_corpus:
         raise QrelsError(name, "no corpus.jsonl in the dataset")
@@ -422,11 +452,11 @@ def load_beir(path: str | Path, split: str = "test", *, need_corpus: bool = True
               missing: Missing = "raise", **limits) -> Benchmark:
     """A BEIR dataset from a folder or a ``.zip`` of one (see :func:`load_beir_folder`, :func:`safe_extract`)."""
     path = Path(path)
-    name = name or path.name
+    name = visible(name or path.name)
     if path.is_dir():
         return load_beir_folder(path, split, need_corpus=need_corpus, name=name, missing=missing)
     if not path.is_file():
-        raise QrelsError(str(path), "no such file or folder")
+        raise QrelsError(visible(str(path)), "no such file or folder")
     if not zipfile.is_zipfile(path):
         raise QrelsError(name, "expected a BEIR folder or a .zip of one")
     with extracted(path, name=name, **limits) as folder:
