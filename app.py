@@ -39,16 +39,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def create_app(preload: bool = True, warm_umap: bool = True):
     """The Blocks app with its queue; loads the default model (at module level on ZeroGPU) and warms UMAP."""
+    from bge_explorer.app import explorer, layout
     from bge_explorer.maps import projection
-    from bge_explorer.app import explorer as ui
 
     if preload:
-        notice = ui.preload_default_model()
+        notice = explorer.preload_default_model()
         if notice:
             logging.getLogger("bge_explorer").warning(notice)
     if warm_umap:
         projection.warm_up(background=True)
-    return ui.build_app()
+    return layout.build_app()
 
 
 def main(argv: list[str] | None = None) -> int:

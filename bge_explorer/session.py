@@ -19,6 +19,7 @@ from bge_explorer.data.corpus import Corpus, OnError, load_corpus
 from bge_explorer.errors import ConfigError, ExplorerError
 from bge_explorer.models.embedders import Embedder, Progress
 from bge_explorer.models.rerankers import Reranker
+from bge_explorer.pickling import ProcessLocal
 from bge_explorer.retrieval.bm25_index import WordTokenizer
 from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.retrieval.embedding_cache import EmbeddingCache
@@ -31,7 +32,7 @@ STATES_KEPT = 3  # index states of other configurations kept besides the current
 WORDS = WordTokenizer()  # chunks by words when there is no model
 
 
-class Session:
+class Session(ProcessLocal):
     """Holds what one user built (see the module docstring)."""
 
     def __init__(self, limits: Limits | None = None, settings: Settings | None = None) -> None:
@@ -45,12 +46,15 @@ class Session:
         self._states: collections.OrderedDict[tuple, IndexState] = collections.OrderedDict()
         self._lock = threading.RLock()
 
+    def _rebuild_local(self) -> None:
+        self._lock = threading.RLock()
+
     # -- corpus ------------------------------------------------------------------------------------------
 
     def load_corpus(self, paths: Sequence[str | Path], *, on_error: OnError = "raise", **options) -> Corpus:
         """Read files (see :func:`bge_explorer.data.corpus.load_corpus`); the previous index is dropped."""
         self.limits.check_files(paths)
-        return self.set_corpus(load_corpus(paths, on_error=on_error, **options))
+        return self.set_corpus(load_corpus(paths, on_error=on_error, max_chunks=self.limits.max_chunks, **options))
 
     def set_corpus(self, corpus: Corpus) -> Corpus:
         with self._lock:

@@ -20,7 +20,7 @@ from bench import robustness
 
 from bge_explorer.app import explorer as ui  # noqa: E402
 
-from bge_explorer.app import workspace
+from bge_explorer.app import layout, state as app_state, workspace
 from bge_explorer.errors import ModelLoadError  # noqa: E402
 from bge_explorer.settings import Limits  # noqa: E402
 
@@ -92,22 +92,21 @@ def test_uploads_go_to_a_private_session_directory_deleted_with_the_session(tmp_
     *_, a = ui.load_corpus([str(upload)])
     *_, b = ui.load_corpus([str(upload)])
     assert a.workdir != b.workdir
-    for session in (a, b):
-        assert Path(session.workdir).parent == tmp_path / "sessions"
-        assert oct(os.stat(session.workdir).st_mode & 0o777) == "0o700"
-        assert list(Path(session.workdir).rglob("notes.txt"))
-    assert a.corpus.documents["doc_id"].tolist() == ["notes.txt"]
+    for app in (a, b):
+        assert Path(app.workdir).parent == tmp_path / "sessions"
+        assert oct(os.stat(app.workdir).st_mode & 0o777) == "0o700"
+        assert list(Path(app.workdir).rglob("notes.txt"))
+    assert a.session.corpus.documents["doc_id"].tolist() == ["notes.txt"]
 
-    ui.drop_state(a)  # gr.State's delete_callback (idle past BGE_EXPLORER_SESSION_TTL_S)
-    assert not os.path.exists(a.workdir or "/nonexistent") and a.corpus is None
+    app_state.drop(a)  # gr.State's delete_callback (idle past the TTL, or an hour after the tab closed)
+    assert not os.path.exists(a.workdir or "/nonexistent") and a.session.corpus is None
 
-    class Request:  # what demo.unload hands end_session: the closed tab's session hash
+    class Request:  # what demo.unload hands its function: the session hash of the connection that closed
         session_hash = "tab-1"
 
-    ui.remember(b, Request())
     folder = b.workdir
-    ui.end_session(Request())
-    assert not os.path.exists(folder)
+    app_state.client_left(Request())  # a dropped connection (a proxy, a network blip) wipes nothing
+    assert os.path.exists(folder) and b.session.corpus is not None
 
     *_, c = ui.load_corpus([str(upload)])
     folder = c.workdir
@@ -117,9 +116,9 @@ def test_uploads_go_to_a_private_session_directory_deleted_with_the_session(tmp_
 def test_the_app_wires_ttl_cleanup_limits_and_a_shared_model_queue():
     import gradio as gr
 
-    demo = ui.build_app()
+    demo = layout.build_app()
     states = [b for b in demo.blocks.values() if isinstance(b, gr.State)]
-    assert states and all(s.delete_callback is ui.drop_state and s.time_to_live == workspace.session_ttl_s()
+    assert states and all(s.delete_callback is app_state.drop and s.time_to_live == workspace.session_ttl_s()
                           for s in states)
     assert demo.delete_cache is not None
     markdown = " ".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))
@@ -127,8 +126,9 @@ def test_the_app_wires_ttl_cleanup_limits_and_a_shared_model_queue():
     model_events = {fn.api_name: fn for fn in demo.fns.values()
                     if fn.api_name in ("build_index", "search", "compare_prefix", "evaluate")}
     assert len(model_events) == 4
-    assert {fn.concurrency_id for fn in model_events.values()} == {"models"}
-    assert any(fn.fn is ui.end_session for fn in demo.fns.values())
+    assert {n: fn.concurrency_id for n, fn in model_events.items()} == {
+        "build_index": "builds", "search": "models", "compare_prefix": "models", "evaluate": "models"}
+    assert any(fn.fn is app_state.client_left for fn in demo.fns.values())
 
 
 def test_k_and_top_n_out_of_range_name_the_limit(sample_corpus, tiny_encoder):

@@ -8,14 +8,14 @@ import pytest
 pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file
 
-from bge_explorer.app import explorer as ui
+from bge_explorer.app import layout
 from conftest import free_port
 
 
 
 @pytest.fixture(scope="module")
 def app_url():
-    demo = ui.build_app()
+    demo = layout.build_app()
     demo.queue(default_concurrency_limit=2)
     port = free_port()
     demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=port)
@@ -42,7 +42,7 @@ def test_full_flow_through_the_api(app_url, sample_corpus, tiny_encoder, tiny_re
     loaded, status, instruction, chunks, counts = c.predict(tiny_encoder, "auto", "auto", "tokens", 64, 8,
                                                             api_name="/build_index")
     assert "dimension 32" in loaded and "Index ready" in status
-    assert chunks["headers"] == ["document", "chunk", "tokens", "text"] and len(chunks["data"]) > 26
+    assert chunks["headers"] == ["document", "chunk", "page", "tokens", "text"] and len(chunks["data"]) > 26
 
     before, after, summary, detail = c.predict("eiffel tower paris", "model default", "", 5, tiny_reranker, 10,
                                                api_name="/search")
@@ -62,7 +62,7 @@ def test_full_flow_through_the_api(app_url, sample_corpus, tiny_encoder, tiny_re
 
     csv_path = c.predict(api_name="/export_results")
     with open(csv_path, encoding="utf-8") as f:
-        assert f.readline().startswith("query,instruction,reranker,rank")
+        assert f.readline().startswith("query,instruction,reranker,config_id,rank")
 
 
 def test_bad_upload_is_reported_and_the_app_keeps_serving(app_url, tmp_path, sample_corpus):

@@ -12,6 +12,7 @@ import pytest
 from bge_explorer.maps import projection
 
 from bge_explorer.app import explorer as ui
+from bge_explorer.app import layout, state as app_state
 from bge_explorer.models.catalog import BGE_EN_INSTRUCTION
 
 PAYLOAD = "<script>alert(1)</script> <img src=x onerror=alert(1)> ${alert(1)}"
@@ -19,11 +20,11 @@ PAYLOAD = "<script>alert(1)</script> <img src=x onerror=alert(1)> ${alert(1)}"
 
 @pytest.fixture(scope="module")
 def indexed(tiny_encoder, sample_corpus):
-    """A session with the sample corpus indexed by the tiny encoder (UMAP not started in the background)."""
-    _, _, _, session = ui.load_corpus([sample_corpus])
-    *_, session = ui.build_index(tiny_encoder, chunking="tokens", chunk_size=64, overlap=8, state=session,
+    """A app with the sample corpus indexed by the tiny encoder (UMAP not started in the background)."""
+    _, _, _, app = ui.load_corpus([sample_corpus])
+    *_, app = ui.build_index(tiny_encoder, chunking="tokens", chunk_size=64, overlap=8, state=app,
                                  progress=None)
-    return session
+    return app
 
 
 def test_load_corpus_skips_a_bad_file_and_names_it(tmp_path, sample_corpus):
@@ -31,8 +32,8 @@ def test_load_corpus_skips_a_bad_file_and_names_it(tmp_path, sample_corpus):
     bad.write_text("title,body\nx,y\n")
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")
-    summary, docs, problems, session = ui.load_corpus([sample_corpus, str(bad), str(empty)])
-    assert len(docs) == 26 and len(session.corpus.documents) == 26
+    summary, docs, problems, app = ui.load_corpus([sample_corpus, str(bad), str(empty)])
+    assert len(docs) == 26 and len(app.session.corpus.documents) == 26
     assert "broken.csv" in problems and "choose the text column" in problems
     assert "empty.txt" in problems
     assert "<b>26</b> documents" in summary
@@ -50,65 +51,65 @@ def test_load_corpus_with_nothing_usable_is_a_user_error(tmp_path):
 def test_csv_columns_are_chosen_by_the_user(tmp_path):
     path = tmp_path / "faq.csv"
     pd.DataFrame({"q": ["a", "b"], "answer": ["Reset the password.", "Office hours are 9-5."]}).to_csv(path, index=False)
-    _, docs, problems, session = ui.load_corpus([str(path)], text_column="answer", id_column="q")
-    assert list(session.corpus.documents["doc_id"]) == ["a", "b"] and problems == ""
+    _, docs, problems, app = ui.load_corpus([str(path)], text_column="answer", id_column="q")
+    assert list(app.session.corpus.documents["doc_id"]) == ["a", "b"] and problems == ""
 
 
 def test_search_before_index_is_a_user_error(sample_corpus):
-    *_, session = ui.load_sample()
+    *_, app = ui.load_sample()
     with pytest.raises(gr.Error, match="Build the index"):
-        ui.search("eiffel", state=session)
+        ui.search("eiffel", state=app)
     with pytest.raises(gr.Error, match="Build the index"):
-        next(ui.map_view("document", session))
+        next(ui.map_view("document", app))
     with pytest.raises(gr.Error, match="Load a corpus"):
         ui.build_index("all-MiniLM-L6-v2", state=None, progress=None)
 
 
 def test_build_index_reports_model_chunks_and_progress(tiny_encoder, sample_corpus):
-    *_, session = ui.load_corpus([sample_corpus])
+    *_, app = ui.load_corpus([sample_corpus])
     calls = []
-    model_html, status, instruction, chunks, counts, session = ui.build_index(
-        tiny_encoder, chunk_size=32, overlap=4, state=session, progress=lambda *a, **k: calls.append((a, k)))
+    model_html, status, instruction, chunks, counts, app = ui.build_index(
+        tiny_encoder, chunk_size=32, overlap=4, state=app, progress=lambda *a, **k: calls.append((a, k)))
     assert "dimension 32" in model_html and "Offline fallback" not in model_html
     assert instruction == ""  # a custom model has no default instruction
-    assert list(chunks.columns) == ["document", "chunk", "tokens", "text"]
-    assert (chunks["tokens"] <= 32).all() and len(chunks) == len(session.chunks)
-    assert f"<b>{len(session.chunks)}</b> chunks" in counts
+    assert list(chunks.columns) == ["document", "chunk", "page", "tokens", "text"]
+    assert (chunks["tokens"] <= 32).all() and len(chunks) == len(app.session.chunks)
+    assert f"<b>{len(app.session.chunks)}</b> chunks" in counts
     done = [a[0] for a, _ in calls if isinstance(a[0], tuple)]
-    assert done and done[-1] == (len(session.chunks), len(session.chunks))  # progress reached chunks/total
+    assert done and done[-1] == (len(app.session.chunks), len(app.session.chunks))  # progress reached chunks/total
 
 
 def test_unloadable_model_and_bad_chunking_are_user_errors(tmp_path, sample_corpus):
-    *_, session = ui.load_corpus([sample_corpus])
+    *_, app = ui.load_corpus([sample_corpus])
     with pytest.raises(gr.Error, match="Cannot load model"):
-        ui.build_index("no-such-org/no-such-model", state=session, progress=None)
+        ui.build_index("no-such-org/no-such-model", state=app, progress=None)
     with pytest.raises(gr.Error, match="not a catalog model"):
-        ui.build_index("not a model!", state=session, progress=None)
+        ui.build_index("not a model!", state=app, progress=None)
     with pytest.raises(gr.Error, match="holds no model"):
-        ui.build_index(str(tmp_path), state=session, progress=None)
+        ui.build_index(str(tmp_path), state=app, progress=None)
     with pytest.raises(gr.Error, match="overlap"):
-        ui.build_index("all-MiniLM-L6-v2", chunk_size=16, overlap=16, state=session, progress=None)
-    assert session.index is None  # nothing half-built
+        ui.build_index("all-MiniLM-L6-v2", chunk_size=16, overlap=16, state=app, progress=None)
+    assert app.session.current is None  # nothing half-built
 
 
 def test_offline_default_model_falls_back_and_says_so(sample_corpus):
     """HF_HUB_OFFLINE is set: bge-small-en-v1.5 is not cached, so the packaged MiniLM is used and named."""
-    *_, session = ui.load_corpus([sample_corpus])
-    model_html, _, instruction, _, _, session = ui.build_index("bge-small-en-v1.5", chunking="none", state=session,
+    *_, app = ui.load_corpus([sample_corpus])
+    model_html, _, instruction, _, _, app = ui.build_index("bge-small-en-v1.5", chunking="none", state=app,
                                                                progress=None)
-    assert session.embedder.spec.name == "all-MiniLM-L6-v2"
+    assert app.session.embedder.spec.name == "all-MiniLM-L6-v2"
     assert "Offline fallback" in model_html and "all-MiniLM-L6-v2" in model_html
     assert instruction == ""
 
 
 def test_search_with_reranker_shows_both_rankings(indexed, tiny_reranker):
-    before, after, summary, detail, session = ui.search("eiffel tower paris", "model default", "", 5,
+    before, after, summary, detail, app = ui.search("eiffel tower paris", "model default", "", 5,
                                                         tiny_reranker, 10, indexed)
     assert list(before["rank"]) == [1, 2, 3, 4, 5]
     assert list(after["rank"]) == [1, 2, 3, 4, 5]
     assert {"movement", "retrieval rank", "logit", "sigmoid"} <= set(after.columns)
     assert after["sigmoid"].between(0, 1).all()
-    table = session.results.table
+    table = app.ranking.table
     # the after table is the reranker's order of the top 10 candidates
     best = table.sort_values("rerank_rank").iloc[0]
     assert after.iloc[0]["retrieval rank"] == best["rank"] and after.iloc[0]["document"] == best["doc_id"]
@@ -119,19 +120,19 @@ def test_search_with_reranker_shows_both_rankings(indexed, tiny_reranker):
 
 
 def test_instruction_k_and_reranker_changes_do_not_reembed(indexed, tiny_reranker):
-    encoded = indexed.embedder.corpus_texts_encoded
+    encoded = indexed.session.embedder.corpus_texts_encoded
     b1, *_ = ui.search("photosynthesis light energy", "none", "", 3, ui.NO_RERANKER, 5, indexed)
     b2, *_ = ui.search("photosynthesis light energy", "custom", BGE_EN_INSTRUCTION, 8, tiny_reranker, 8, indexed)
     assert len(b1) == 3 and len(b2) == 8
-    assert indexed.results.instruction == BGE_EN_INSTRUCTION
-    assert indexed.embedder.corpus_texts_encoded == encoded
+    assert indexed.ranking.instruction == BGE_EN_INSTRUCTION
+    assert indexed.session.embedder.corpus_texts_encoded == encoded
 
 
 def test_rebuilding_with_other_chunking_embeds_only_new_chunks(tiny_encoder, sample_corpus):
-    *_, session = ui.load_corpus([sample_corpus])
-    *_, session = ui.build_index(tiny_encoder, chunk_size=48, overlap=0, state=session, progress=None)
-    _, status, *_ = ui.build_index(tiny_encoder, chunk_size=48, overlap=0, state=session, progress=None)
-    assert f"0 embedded now, {len(session.chunks)} from this session's cache" in status
+    *_, app = ui.load_corpus([sample_corpus])
+    *_, app = ui.build_index(tiny_encoder, chunk_size=48, overlap=0, state=app, progress=None)
+    _, status, *_ = ui.build_index(tiny_encoder, chunk_size=48, overlap=0, state=app, progress=None)
+    assert f"0 embedded now, {len(app.session.chunks)} from this session's cache" in status
 
 
 def test_query_terms_are_highlighted_after_escaping():
@@ -145,20 +146,20 @@ def test_user_text_never_becomes_markup(tmp_path, tiny_encoder):
     path = tmp_path / "evil.jsonl"
     path.write_text('{"_id": "<b>x</b>", "title": "<img src=x onerror=alert(2)>", "text": "%s tower"}\n'
                     % PAYLOAD.replace('"', '\\"'))
-    summary, docs, _, session = ui.load_corpus([str(path)])
+    summary, docs, _, app = ui.load_corpus([str(path)])
     assert docs.iloc[0]["document"] == "<b>x</b>"  # text cell: shown literally by the Dataframe
-    _, _, _, _, _, session = ui.build_index(tiny_encoder, chunking="none", state=session, progress=None)
-    before, after, summary, detail, session = ui.search("<script>tower", "custom", "<i>", 1, ui.NO_RERANKER, 1, session)
+    _, _, _, _, _, app = ui.build_index(tiny_encoder, chunking="none", state=app, progress=None)
+    before, after, summary, detail, app = ui.search("<script>tower", "custom", "<i>", 1, ui.NO_RERANKER, 1, app)
     for html in (summary, detail, before.iloc[0]["text"]):
         assert "<script" not in html and "<img" not in html and "<i>" not in html and "${" not in html
     assert "&lt;<mark>script</mark>&gt;alert(1)&lt;/<mark>script</mark>&gt;" in detail
-    fig = next(ui.map_view("document", session))[0]
+    fig = next(ui.map_view("document", app))[0]
     hover = " ".join(str(t) for trace in fig.data for t in (trace.text if trace.text is not None else []))
     assert "<script" not in hover and "<img" not in hover and "&lt;script&gt;" in hover
 
 
 def test_compare_prefix_reports_overlap(indexed):
-    with_, without, summary, session = ui.compare_prefix("when was the eiffel tower built", "Query: ", 5, indexed)
+    with_, without, summary, app = ui.compare_prefix("when was the eiffel tower built", "Query: ", 5, indexed)
     assert len(with_) == len(without) == 5
     shared = len(set(zip(with_["document"], with_["chunk"])) & set(zip(without["document"], without["chunk"])))
     assert f"<b>{shared} of 5</b>" in summary
@@ -175,7 +176,7 @@ def test_map_previews_pca_then_umap_and_reuses_the_fit(indexed, tiny_reranker):
     assert "query" in names and "retrieved top 4" in names and "reranked top 4" in names
     assert all(trace.type == "scattergl" for trace in fig.data)
     docs_drawn = sum(len(t.x) for t in fig.data if t.name not in ("query", "retrieved top 4", "reranked top 4"))
-    assert docs_drawn == len(indexed.chunks)
+    assert docs_drawn == len(indexed.session.chunks)
     fits = indexed.maps.umap_fits
     ui.search("password reset", "none", "", 3, ui.NO_RERANKER, 3, indexed)
     frames = list(ui.map_view("cluster", indexed))
@@ -199,7 +200,7 @@ def test_exports(indexed, tmp_path):
     results = pd.read_csv(ui.export_results(indexed))
     assert len(results) == 5 and results["query"].iloc[0] == "eiffel"
     chunks = pd.read_parquet(ui.export_chunks(indexed))
-    assert len(chunks) == len(indexed.chunks) and len(chunks["embedding"].iloc[0]) == indexed.embedder.dim
+    assert len(chunks) == len(indexed.session.chunks) and len(chunks["embedding"].iloc[0]) == indexed.session.embedder.dim
     files, note = ui.export_map("document", indexed)
     assert files[0].endswith(".html") and os.path.getsize(files[0]) > 100_000  # plotly.js inlined: opens offline
     if not projection.kaleido_available():
@@ -207,10 +208,11 @@ def test_exports(indexed, tmp_path):
 
 
 def test_session_survives_pickling(indexed):
-    """ZeroGPU returns a GPU function's results pickled from a forked process: the session must travel."""
+    """ZeroGPU returns a GPU function's results pickled from a forked process: the app must travel."""
     copy = pickle.loads(pickle.dumps(indexed))
-    assert copy.embedder is indexed.embedder  # found again in the process-wide model cache
-    assert len(copy.chunks) == len(indexed.chunks)
+    assert copy.session.embedder is indexed.session.embedder  # found again in the process-wide model cache
+    assert copy.session.current.embedder is indexed.session.embedder
+    assert len(copy.session.chunks) == len(indexed.session.chunks)
     before, *_ = ui.search("eiffel", "none", "", 3, ui.NO_RERANKER, 3, copy)
     assert len(before) == 3
 
@@ -220,8 +222,8 @@ def test_sessions_are_independent(tiny_encoder, sample_corpus, tmp_path):
     other.write_text("a lone document about volcanoes")
     *_, a = ui.load_corpus([sample_corpus])
     *_, b = ui.load_corpus([str(other)])
-    assert a is not b and len(a.corpus.documents) == 26 and list(b.corpus.documents["doc_id"]) == ["other.txt"]
-    assert ui.get_session(None) is not ui.get_session(None)
+    assert a is not b and len(a.session.corpus.documents) == 26 and list(b.session.corpus.documents["doc_id"]) == ["other.txt"]
+    assert app_state.get(None) is not app_state.get(None)
 
 
 def test_model_info_shows_dimension_and_instruction():
@@ -230,17 +232,6 @@ def test_model_info_shows_dimension_and_instruction():
 
 
 def test_build_app_exposes_the_api():
-    demo = ui.build_app()
+    demo = layout.build_app()
     names = {dep.api_name for dep in demo.fns.values() if dep.api_visibility == "public"}
     assert {"load_corpus", "build_index", "search", "compare_prefix", "map"} <= names
-
-
-def test_a_plain_session_from_another_tab_is_taken_over(tiny_encoder, sample_corpus):
-    from bge_explorer.session import Session
-
-    plain = Session()
-    plain.load_corpus([sample_corpus])
-    session = ui.get_session(plain)
-    assert isinstance(session, ui.UISession) and session.corpus is plain.corpus and session.results is None
-    *_, session = ui.build_index(tiny_encoder, chunking="none", state=session, progress=None)
-    assert len(session.chunks) == 26

@@ -22,7 +22,7 @@ import pandas as pd
 
 from bge_explorer import settings
 from bge_explorer.app import hybrid, state as app_state, workspace
-from bge_explorer.app.render import box, esc, fail, highlight, label, snippet
+from bge_explorer.app.render import box, cell, esc, fail, highlight, label, snippet
 from bge_explorer.app.state import AppState
 from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
 from bge_explorer.errors import Cancelled, ConfigError, ExplorerError, LimitError
@@ -71,8 +71,8 @@ def count_param(value: Any, name: str, limit: int) -> int:
 def _documents_preview(app: AppState) -> pd.DataFrame:
     docs = app.session.corpus.documents.head(PREVIEW_ROWS)
     return pd.DataFrame({
-        "document": [label(d) for d in docs["doc_id"].astype(str)], "title": docs["title"].astype(str),
-        "source": [label(s) for s in docs["source"].astype(str)],
+        "document": [cell(d) for d in docs["doc_id"].astype(str)], "title": docs["title"].astype(str),
+        "source": [cell(s) for s in docs["source"].astype(str)],
         "characters": docs["text"].str.len().astype(int), "text": [snippet(t) for t in docs["text"]]})
 
 
@@ -181,7 +181,7 @@ def loaded_model_html(app: AppState) -> str:
 
 def _chunks_preview(app: AppState) -> pd.DataFrame:
     table = app.session.chunks.table.head(PREVIEW_ROWS)
-    return pd.DataFrame({"document": [label(d) for d in table["doc_id"].astype(str)],
+    return pd.DataFrame({"document": [cell(d) for d in table["doc_id"].astype(str)],
                          "chunk": table["chunk"].astype(int), "page": table["page"].astype("Int64"),
                          "tokens": table["n_tokens"].astype(int), "text": [snippet(t) for t in table["text"]]})
 
@@ -311,7 +311,7 @@ def _extra_columns(out: pd.DataFrame, table: pd.DataFrame, relevant: set[str] | 
 
 def before_table(ranking, k: int, query: str, relevant: set[str] | None = None) -> pd.DataFrame:
     table = ranking.table.head(k)
-    out = pd.DataFrame({"rank": table["rank"].astype(int), "document": [label(d) for d in table["doc_id"].astype(str)],
+    out = pd.DataFrame({"rank": table["rank"].astype(int), "document": [cell(d) for d in table["doc_id"].astype(str)],
                         "chunk": table["chunk"].astype(int), "score": table["score"].round(4)})
     out["reranked rank"] = [str(int(r)) if pd.notna(r) else "·" for r in table["rerank_rank"]]  # "·": not rescored
     out["text"] = [highlight(snippet(t), query) for t in table["text"]]
@@ -333,7 +333,7 @@ def after_table(ranking, k: int, query: str, relevant: set[str] | None = None) -
                      for m, r, s in zip(table["movement"], table["rank"], rescored)],
         "retrieval rank": table["rank"].astype(int),
         "logit": table["rerank_logit"].round(4), "sigmoid": table["rerank_score"].round(4),
-        "score": table["score"].round(4), "document": [label(d) for d in table["doc_id"].astype(str)],
+        "score": table["score"].round(4), "document": [cell(d) for d in table["doc_id"].astype(str)],
         "chunk": table["chunk"].astype(int), "text": [highlight(snippet(t), query) for t in table["text"]]})
     out = _extra_columns(out, table, relevant)
     if ranking.plan.fusion:
@@ -561,7 +561,7 @@ def compare_prefix(query: str, instruction: str = "", k: float = DEFAULT_K, stat
         return pd.DataFrame({"rank": t["rank"].astype(int),
                              other_label: [str(int(other[c])) if c in other else "—" for c in t["chunk_id"]],
                              "change": [change(c, r, other) for c, r in zip(t["chunk_id"], t["rank"])],
-                             "score": t["score"].round(4), "document": [label(d) for d in t["doc_id"].astype(str)],
+                             "score": t["score"].round(4), "document": [cell(d) for d in t["doc_id"].astype(str)],
                              "chunk": t["chunk"].astype(int), "text": [highlight(snippet(x), query) for x in t["text"]]})
 
     n = len(with_)

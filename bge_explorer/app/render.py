@@ -28,6 +28,11 @@ def label(text: object) -> str:
     return esc(visible(str(text)))
 
 
+def cell(text: object) -> str:
+    """A short label for a Dataframe text cell (shown literally, so not HTML-escaped): hidden characters visible."""
+    return visible(str(text))
+
+
 def plot_text(text: object) -> str:
     """Escaped for plotly labels: plotly reads a little HTML in text, and decodes numeric entities."""
     return esc(text).replace("&quot;", "&#34;")

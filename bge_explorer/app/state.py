@@ -19,13 +19,16 @@ import numpy as np
 from bge_explorer.app import workspace
 from bge_explorer.errors import Cancelled
 from bge_explorer.maps import projection
+from bge_explorer.pickling import ProcessLocal
 from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.retrieval.results import Ranking
 from bge_explorer.retrieval.state import IndexState
 from bge_explorer.session import Session
 
 
-class AppState:
+class AppState(ProcessLocal):
+    _process_local = ("_cancel",)
+
     """The engine session and the page's view of it: the last ranking, maps, marks, files, cancellation."""
 
     def __init__(self) -> None:
@@ -42,6 +45,9 @@ class AppState:
         self.marked: set[str] = set()  # ... and its relevant document ids, marked in the results
         self.workdir: str | None = None  # this session's private temporary directory (uploads, exports)
         self.closed = False
+        self._cancel = threading.Event()
+
+    def _rebuild_local(self) -> None:
         self._cancel = threading.Event()
 
     # -- files -------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ and keep the result in :data:`MODEL_CACHE`, shared by every session of the proce
 from __future__ import annotations
 
 import collections
+import copyreg
 import dataclasses
 import functools
 import glob
@@ -364,6 +365,21 @@ FAMILIES: dict[str, Family] = {
     "reranker": Family(_flag_reranker, Reranker, lambda precision, device: 128 if device.startswith("cuda") else 32),
 }
 """Model class -> its FlagEmbedding loader and wrapper; the one place a model family is chosen."""
+
+
+def _reload(kind: str, spec: ModelSpec, precision: str, device: str):
+    return (load_reranker if kind == "reranker" else load_embedder)(spec, precision=precision, device=device)
+
+
+def _reduce_model(model) -> tuple:
+    """Pickle a loaded model as how to find it again in this process's cache (ZeroGPU's forked workers)."""
+    kind = "reranker" if isinstance(model, Reranker) else "embedder"
+    return _reload, (kind, model.spec, model.precision if model.precision in ("fp32", "bf16") else "auto",
+                     model.device)
+
+
+for _cls in (FlagEmbedder, M3Embedder, Reranker):
+    copyreg.pickle(_cls, _reduce_model)
 
 
 def _load(spec: ModelSpec, device: str, precision: str, batch_size: int | None):

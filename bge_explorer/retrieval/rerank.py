@@ -8,16 +8,20 @@ from typing import Callable, Sequence
 import numpy as np
 
 from bge_explorer.models.rerankers import Reranker
+from bge_explorer.pickling import ProcessLocal
 from bge_explorer.retrieval.embedding_cache import digest
 
 
-class RerankCache:
+class RerankCache(ProcessLocal):
     """``{(reranker identity, max length, precision, query): {passage digest: logit}}`` for one session."""
 
     def __init__(self) -> None:
         self._store: dict[tuple, dict[bytes, float]] = {}
         self._lock = threading.Lock()
         self.pairs_scored = 0  # pairs sent to a cross-encoder, for "no work twice" checks
+
+    def _rebuild_local(self) -> None:
+        self._lock = threading.Lock()
 
     def logits(self, reranker: Reranker, query: str, passages: Sequence[str],
                progress: Callable[[int, int], None] | None = None) -> np.ndarray:

@@ -17,10 +17,15 @@ from bge_explorer.errors import ExplorerError
 from bge_explorer.models.embedders import Embedder, Progress
 from bge_explorer.retrieval import modes as registry
 from bge_explorer.retrieval.bm25_index import BM25Settings
+from bge_explorer.pickling import ProcessLocal
 from bge_explorer.retrieval.embedding_cache import EmbeddingCache
 
 
-class IndexState:
+def _no_states() -> list:
+    return []
+
+
+class IndexState(ProcessLocal):
     """Chunks of one corpus under one model (``embedder`` None: BM25 only) and the parts built over them."""
 
     def __init__(self, chunks: Chunks, embedder: Embedder | None, cache: EmbeddingCache, *,
@@ -31,11 +36,14 @@ class IndexState:
         self.chunk_size, self.overlap = chunk_size, overlap
         self.bm25_settings = bm25_settings or BM25Settings()
         self.colbert_dtype = colbert_dtype
-        self._previous = previous or (lambda: ())
+        self._previous = previous or _no_states
         self._parts: dict[str, registry.Part] = {}
         self._lock = threading.Lock()
         self._passages: list[str] | None = None
         self._estimates: dict[str, int] = {}
+
+    def _rebuild_local(self) -> None:
+        self._lock = threading.Lock()
 
     @property
     def passages(self) -> list[str]:

@@ -4,15 +4,21 @@ from __future__ import annotations
 import numpy as np
 
 from bge_explorer.models.embedders import DENSE
+from bge_explorer.pickling import ProcessLocal
 from bge_explorer.retrieval.dense_index import DenseIndex
 from bge_explorer.retrieval.modes.base import FIRST_STAGE, Mode, Part, QueryInput, register
 
 
-class DensePart(Part):
+class DensePart(ProcessLocal, Part):
+    _process_local = ("index",)
+
     def __init__(self, vectors: np.ndarray):
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.index = DenseIndex(self.vectors)
         self.nbytes = int(self.vectors.nbytes)
+
+    def _rebuild_local(self) -> None:
+        self.index = DenseIndex(self.vectors)
 
     def score(self, query: QueryInput, rows: np.ndarray) -> np.ndarray:
         return (self.vectors[rows] @ np.asarray(query.encoded[DENSE], np.float32)).astype(np.float32)
