@@ -33,6 +33,7 @@ from bge_explorer.models.loading import load_embedder, load_embedder_with_fallba
 from bge_explorer.retrieval import modes as registry
 from bge_explorer.retrieval.compare import compare_lists
 from bge_explorer.retrieval.config import AUTO, DEFAULT_K, DEFAULT_TOP_N, HYBRID, RetrievalConfig
+from bge_explorer.retrieval.fusion import FUSIONS
 from bge_explorer.retrieval.planner import select_modes
 
 log = logging.getLogger(__name__)
@@ -261,10 +262,10 @@ def search_config(app: AppState, instruction_mode: str, instruction: str | None,
     rerank = None if not name or name.lower() == NO_RERANKER else name
     top_n = count_param(top_n, "the reranker's candidates (top n)", limits.max_k) if rerank else DEFAULT_TOP_N
     text = {"none": "", "custom": instruction or ""}.get(instruction_mode)
-    fusion = fusion if fusion in (AUTO, *registry_fusions()) else AUTO
+    fusion = fusion if fusion in (AUTO, *FUSIONS) else AUTO
     notes: list[str] = []
     if (mode or "dense") == HYBRID:
-        modes, notes = select_modes(weights or {}, state, fusion)
+        modes, notes, fusion = select_modes(weights or {}, state, fusion)
     elif mode in registry.REGISTRY:
         modes = (mode,)
     else:
@@ -273,12 +274,6 @@ def search_config(app: AppState, instruction_mode: str, instruction: str | None,
                                   weights={m: w for m, w in (weights or {}).items() if m in modes},
                                   reranker=rerank, top_n=top_n, k=max(k, top_n) if rerank else k)
     return config, k, notes
-
-
-def registry_fusions() -> list[str]:
-    from bge_explorer.retrieval.fusion import FUSIONS
-
-    return list(FUSIONS)
 
 
 def movement_label(movement: Any, retrieval_rank: int, k: int, rescored: bool) -> str:

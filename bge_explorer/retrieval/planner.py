@@ -104,10 +104,13 @@ def _opt_in_notes(state: IndexState, modes: tuple[str, ...]) -> list[str]:
 
 
 def select_modes(weights: Mapping[str, float], state: IndexState, fusion: str = AUTO
-                 ) -> tuple[tuple[str, ...], list[str]]:
+                 ) -> tuple[tuple[str, ...], list[str], str]:
     """The modes a set of weights picks for a hybrid on ``state`` (the app's weight sliders): weight above 0 and
-    servable; opt-in modes (ColBERT) only once built; for M3's weighted sum only M3 scores. -> (modes in
-    registry order, notes on each mode left out and why). Raises ConfigError when nothing is left."""
+    servable; opt-in modes (ColBERT) only once built; for M3's weighted sum only M3 scores (``auto`` is M3's sum
+    on a BGE-M3 model, as for ``hybrid``, else RRF). -> (modes in registry order, notes on each mode left out and
+    why, the fusion). Raises ConfigError when nothing is left."""
+    if fusion == AUTO:
+        fusion = "m3" if "lexical" in state.produces else "rrf"
     m3 = fusion == "m3"
     modes, notes = [], []
     for name, mode in registry.REGISTRY.items():
@@ -125,4 +128,4 @@ def select_modes(weights: Mapping[str, float], state: IndexState, fusion: str = 
     if not modes:
         raise ConfigError("modes", "nothing to fuse: give a weight above 0 to a mode this index can serve ("
                                    + ", ".join(state.available_modes()) + ")" + ("; " + "; ".join(notes) if notes else ""))
-    return tuple(modes), notes
+    return tuple(modes), notes, fusion

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 from bge_explorer.retrieval.modes.base import (FIRST_STAGE, REGISTRY, RESCORER, Mode, Part, QueryInput, get, names,
                                                register, unregister)
-from bge_explorer.retrieval.modes import bm25, colbert, dense, sparse  # noqa: E402,F401  (each registers itself)
+# Each module registers its mode on import; the import order is the registry order (score columns, sliders).
+from bge_explorer.retrieval.modes import dense  # noqa: E402,F401,I001
+from bge_explorer.retrieval.modes import sparse  # noqa: E402,F401
+from bge_explorer.retrieval.modes import colbert  # noqa: E402,F401
+from bge_explorer.retrieval.modes import bm25  # noqa: E402,F401
 
 __all__ = ["FIRST_STAGE", "RESCORER", "REGISTRY", "Mode", "Part", "QueryInput", "get", "names", "register",
            "unregister"]

@@ -31,7 +31,7 @@ class DensePart(ProcessLocal, Part):
 
 
 class Dense(Mode):
-    name, label, needs, role, m3_weight = "dense", "Dense", DENSE, FIRST_STAGE, 0.4
+    name, label, needs, role, m3_weight = "dense", "dense", DENSE, FIRST_STAGE, 0.4
     description = "one vector per chunk, cosine similarity (FAISS, exact)"
 
     def build(self, state, progress=None):
