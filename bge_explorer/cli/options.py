@@ -141,6 +141,10 @@ def config_from_args(args: argparse.Namespace, prefix: str = "", base: Retrieval
     if _given(args, prefix, "fusion"):
         changes["fusion"] = _given(args, prefix, "fusion")
     changes.update(_modes_and_weights(args, prefix, config))
+    if not prefix and path is None and _given(args, prefix, "model") is None:
+        modes = changes.get("modes", config.modes)
+        if modes != (HYBRID,) and not any(registry.get(m).needs for m in modes):
+            changes["model"] = None  # BM25 without --model: no model is loaded, chunk sizes count words
     try:
         return config.with_(**changes)
     except ConfigError as exc:
