@@ -145,3 +145,22 @@ def test_cli_config_file_errors_name_the_field(sample_corpus, tmp_path, capsys):
     path.write_text("model: [unclosed\n")
     assert main(["search", "--corpus", sample_corpus, "--config", str(path), "q"]) == 2
     assert "is not valid YAML or JSON" in capsys.readouterr().err
+
+
+def test_cli_bm25_needs_no_model_and_b_gets_the_default_one_where_it_needs_one(sample_corpus, tmp_path):
+    from bge_explorer.models.catalog import DEFAULT_MODEL, OFFLINE_MODEL
+
+    search = config_from_args(build_parser().parse_args(["search", "--corpus", sample_corpus, "--mode", "bm25", "q"]))
+    assert search.model is None and search.modes == ("bm25",) and search.chunk_size == 256  # words
+    args = build_parser().parse_args(["evaluate", "--beir", str(tmp_path), "--mode", "bm25", "--ab", "--b-mode",
+                                      "dense"])
+    a = config_from_args(args, base=RetrievalConfig(chunk_size=None))
+    b = config_from_args(args, "b-", base=a)
+    assert (a.model, a.modes) == (None, ("bm25",)) and (b.model, b.modes) == (DEFAULT_MODEL, ("dense",))
+    assert config_from_args(build_parser().parse_args(["evaluate", "--beir", str(tmp_path), "--ab", "--b-mode",
+                                                       "bm25"]), "b-", base=a.with_(model="x", modes=("dense",))
+                            ).model == "x"  # B's BM25 keeps A's model (its tokenizer chunks)
+    spec = tmp_path / "ab.json"
+    spec.write_text(json.dumps({"a": {"modes": ["bm25"], "model": None}, "b": {"modes": ["dense"]}}))
+    a, b = configs(build_parser().parse_args(["evaluate", "--beir", str(tmp_path), "--ab-config", str(spec)]))
+    assert a.model is None and b.model in (DEFAULT_MODEL, OFFLINE_MODEL) and b.modes == ("dense",)
