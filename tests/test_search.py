@@ -54,7 +54,8 @@ def test_k_is_capped_by_the_corpus_and_instruction_defaults_to_the_model(session
 
 
 def test_rerank_order_is_the_rerankers_own_compute_score_order(session, tiny_reranker):
-    results = search(session, "music history of paris", k=30, reranker=tiny_reranker, top_n=10)  # fp32, as the index
+    assert session.config.precision == "fp32"  # the reranker loads at the index's precision, as FlagReranker below
+    results = search(session, "music history of paris", k=30, reranker=tiny_reranker, top_n=10)
     top = results.table.iloc[:10]
     bare = FlagReranker(tiny_reranker, use_fp16=False, devices="cpu")
     logits = np.asarray(bare.compute_score([["music history of paris", t] for t in top["text"]]))
