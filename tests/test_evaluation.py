@@ -17,10 +17,11 @@ import pytrec_eval
 from bge_explorer.evaluation.significance import compare, paired_test, run_ab, without_instruction
 from bge_explorer.cli.commands import main
 from bge_explorer.errors import LimitError
-from bge_explorer.evaluation.evaluate import (KS, EvalConfig, evaluate, evaluate_run, metric_names, rank_run,
-                                     score_rankings)
+from bge_explorer.evaluation.evaluate import evaluate
+from bge_explorer.evaluation.metrics import KS, evaluate_run, metric_names, rank_run, score_rankings
 from bge_explorer.models.loading import load_embedder
 from bge_explorer.data.qrels import QrelsError, load_beir, load_judgments, safe_extract
+from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.session import Session
 from conftest import SAMPLE_QUESTIONS as QUESTIONS
 
@@ -232,6 +233,11 @@ def sample_bench(sample_corpus, tmp_path_factory):
     return load_beir(folder)
 
 
+def whole_documents(model, **fields) -> RetrievalConfig:
+    """A configuration scoring each document as one chunk (what evaluation did by default before chunking)."""
+    return RetrievalConfig(model=model, chunk_size=None, **fields)
+
+
 def session_on(bench) -> Session:
     session = Session()
     session.set_corpus(bench.corpus)
@@ -240,7 +246,7 @@ def session_on(bench) -> Session:
 
 def test_real_model_finds_the_labelled_documents(sample_bench):
     result = evaluate(session_on(sample_bench), sample_bench.judgments,
-                      EvalConfig("all-MiniLM-L6-v2", instruction=""))
+                      whole_documents("all-MiniLM-L6-v2", instruction=""))
     means = result.means()
     assert means["mrr@10"] > 0.9 and means["recall@10"] == 1.0  # obvious questions, a trained model
     per_query = result.per_query()
@@ -254,7 +260,7 @@ def test_real_model_finds_the_labelled_documents(sample_bench):
 
 def test_chunked_document_score_is_its_best_chunk(sample_bench, tiny_encoder):
     session = session_on(sample_bench)
-    config = EvalConfig(tiny_encoder, instruction="", chunk_size=24, overlap=4, precision="fp32")
+    config = RetrievalConfig(model=tiny_encoder, instruction="", chunk_size=24, overlap=4, precision="fp32")
     result = evaluate(session, sample_bench.judgments, config)
     assert result.config["chunks"] > 26
     embedder = load_embedder(tiny_encoder, precision="fp32")
@@ -270,7 +276,7 @@ def test_chunked_document_score_is_its_best_chunk(sample_bench, tiny_encoder):
 
 
 def test_reranking_reorders_only_the_top_n(sample_bench, tiny_encoder, tiny_reranker):
-    config = EvalConfig(tiny_encoder, instruction="", reranker=tiny_reranker, top_n=5, precision="fp32")
+    config = whole_documents(tiny_encoder, instruction="", reranker=tiny_reranker, top_n=5, precision="fp32")
     result = evaluate(session_on(sample_bench), sample_bench.judgments, config)
     assert result.reranked is not None and list(result.reranked.columns) == metric_names()
     for before, after in zip(result.rankings, result.reranked_rankings):
@@ -286,7 +292,7 @@ def test_reranking_reorders_only_the_top_n(sample_bench, tiny_encoder, tiny_rera
 
 def test_ab_identical_configs_is_no_difference_and_embeds_once(sample_bench, tiny_encoder):
     session = session_on(sample_bench)
-    config = EvalConfig(tiny_encoder, instruction="", precision="fp32")
+    config = whole_documents(tiny_encoder, instruction="", precision="fp32")
     embedder = load_embedder(tiny_encoder, precision="fp32")
     before = embedder.corpus_texts_encoded
     ab = run_ab(session, sample_bench.judgments, config, config.with_(instruction="search: "))
@@ -314,7 +320,7 @@ def test_paired_test_detects_a_consistent_gain():
 
 
 def test_without_instruction_pair():
-    a, b = without_instruction(EvalConfig("bge-small-en-v1.5", instruction="x", label="mine"))
+    a, b = without_instruction(RetrievalConfig(model="bge-small-en-v1.5", instruction="x", label="mine"))
     assert (a.instruction, b.instruction, a.model, b.model) == (None, "", "bge-small-en-v1.5", "bge-small-en-v1.5")
 
 

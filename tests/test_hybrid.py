@@ -9,10 +9,13 @@ import pytest
 from bge_explorer.retrieval import fusion
 from bge_explorer.retrieval.colbert_store import ColbertStore, colbert_score
 from bge_explorer.data.corpus import Corpus
-from bge_explorer.errors import ExplorerError
-from bge_explorer.retrieval.hybrid import HybridIndex
+from bge_explorer.errors import ConfigError, ExplorerError
+from bge_explorer.models.embedders import DENSE, LEXICAL, MULTIVECTOR
 from bge_explorer.models.loading import load_embedder, load_reranker
 from bge_explorer.models.random_models import WORDS
+from bge_explorer.retrieval.explain import explain
+from bge_explorer.retrieval.pipeline import retrieve
+from bge_explorer.retrieval.state import IndexState
 from bge_explorer.session import Session
 from bge_explorer.retrieval.sparse_index import SparseIndex
 
@@ -42,8 +45,18 @@ def session(m3):
 
 @pytest.fixture(scope="module")
 def exact(session):
-    """A HybridIndex keeping ColBERT vectors in float32, for equality with FlagEmbedding."""
-    return HybridIndex(session.chunks, session.embedder, session.index, session.vectors, colbert_dtype="float32")
+    """An index state of the session's chunks keeping ColBERT vectors in float32, for equality with FlagEmbedding."""
+    return IndexState(session.chunks, session.embedder, session.cache, colbert_dtype="float32")
+
+
+def search(session: Session, query: str, **changes):
+    """One query on the session's index with its configuration changed by ``changes`` (modes, fusion, k ...)."""
+    return session.search(query, session.config.with_(**changes))
+
+
+def search_state(session: Session, state: IndexState, query: str, **changes):
+    """The same on another index state of the session's corpus."""
+    return retrieve(session, session.config.with_(**changes), [query], state=state)[0]
 
 
 def reference(m3, texts):
@@ -58,7 +71,7 @@ def test_sparse_scores_equal_compute_lexical_matching_score_for_every_pair(sessi
     q_lex, _ = reference(m3, QUERIES)
     p_lex, _ = reference(m3, passages)
     expected = m3.model.compute_lexical_matching_score(q_lex, p_lex)  # (queries, chunks)
-    index = session.hybrid().sparse_index()
+    index = session.index_state().part("sparse").index
     assert index.matrix.shape == (len(passages), m3.vocab_size)
     np.testing.assert_allclose(index.scores_many(q_lex), expected, rtol=1e-5, atol=1e-6)
     for i, q in enumerate(q_lex):
@@ -70,10 +83,10 @@ def test_sparse_mode_ranks_by_lexical_score_best_first(session, m3):
     q_lex, _ = reference(m3, QUERIES[:1])
     p_lex, _ = reference(m3, session.chunks.passages())
     expected = m3.model.compute_lexical_matching_score(q_lex, p_lex)[0]
-    results = session.hybrid_search(QUERIES[0], "sparse", k=10)
+    results = search(session, QUERIES[0], modes=("sparse",), k=10)
     order = np.lexsort((np.arange(len(expected)), -expected))
     order = order[expected[order] > 0][:10]
-    assert results.row_ids.tolist() == order.tolist()
+    assert results.rows.tolist() == order.tolist()
     np.testing.assert_allclose(results.table["score"], expected[order], rtol=1e-5)
     np.testing.assert_allclose(results.table["sparse_score"], expected[order], rtol=1e-5)
     assert results.table["sparse_rank"].tolist() == list(range(1, len(order) + 1))
@@ -82,7 +95,7 @@ def test_sparse_mode_ranks_by_lexical_score_best_first(session, m3):
 def test_colbert_scores_equal_flagembedding_colbert_score(session, m3, exact):
     _, q_col = reference(m3, QUERIES)
     _, p_col = reference(m3, session.chunks.passages())
-    store = exact.enable_colbert()
+    store = exact.part("colbert").store
     rows = np.arange(len(p_col))
     for i, q in enumerate(q_col):
         expected = np.array([float(m3.model.colbert_score(q, p)) for p in p_col])
@@ -100,9 +113,9 @@ def test_m3_fusion_equals_compute_score(session, m3, exact, weights):
     n = len(session.chunks)
     query = QUERIES[0]
     passages = session.chunks.passages()
-    exact.enable_colbert()
     named = dict(zip(("dense", "sparse", "colbert"), weights))
-    ranking = exact.retrieve([query], "hybrid", fusion="m3", weights=named, k=n)[0]
+    ranking = search_state(session, exact, query, modes=("dense", "sparse", "colbert"), fusion="m3", weights=named,
+                           k=n)
     assert sorted(ranking.rows.tolist()) == list(range(n))  # k = all: every chunk is a candidate
     # batch_size=1: compute_score pads a batch, and padded passage tokens (zero vectors) enter ColBERT's max
     ref = m3.model.compute_score([(query, p) for p in passages], batch_size=1, weights_for_different_modes=weights)
@@ -110,7 +123,8 @@ def test_m3_fusion_equals_compute_score(session, m3, exact, weights):
     for mode in ("dense", "sparse", "colbert"):
         np.testing.assert_allclose(ranking.scores[mode], np.asarray(ref[mode])[rows], atol=1e-5)
     np.testing.assert_allclose(ranking.score, np.asarray(ref["colbert+sparse+dense"])[rows], atol=1e-5)
-    two = exact.retrieve([query], "hybrid", fusion="m3", weights=named, components=["dense", "sparse"], k=n)[0]
+    two = search_state(session, exact, query, modes=("dense", "sparse"), fusion="m3",
+                       weights={m: named[m] for m in ("dense", "sparse")}, k=n)
     np.testing.assert_allclose(two.score, np.asarray(ref["sparse+dense"])[two.rows], atol=1e-5)
     assert np.all(np.diff(ranking.score) <= 0)
 
@@ -128,14 +142,14 @@ def test_rrf_matches_a_hand_computed_example():
 
 
 def test_rrf_and_weighted_hybrid_use_each_modes_ranks_and_scores(session):
-    results = session.hybrid_search(QUERIES[1], "hybrid", fusion="rrf", k=15)
+    results = search(session, QUERIES[1], modes=("hybrid",), fusion="rrf", k=15)
     table = results.table
-    assert set(results.components) == {"dense", "sparse", "bm25"}
-    expected = sum(1 / (60 + table[f"{m}_rank"].to_numpy()) for m in results.components)
+    assert set(results.plan.modes) == {"dense", "sparse", "bm25"}
+    expected = sum(1 / (60 + table[f"{m}_rank"].to_numpy()) for m in results.plan.modes)
     np.testing.assert_allclose(table["score"], expected)
     assert np.all(np.diff(table["score"]) <= 0) and table["rank"].tolist() == list(range(1, len(table) + 1))
-    weighted = session.hybrid_search(QUERIES[1], "hybrid", fusion="weighted", weights={"bm25": 2.0}, k=15)
-    assert weighted.weights == {"dense": 1.0, "sparse": 1.0, "bm25": 2.0}
+    weighted = search(session, QUERIES[1], modes=("hybrid",), fusion="weighted", weights={"bm25": 2.0}, k=15)
+    assert weighted.plan.weights == {"dense": 1.0, "sparse": 1.0, "bm25": 2.0}
     assert weighted.table["score"].between(0, 1).all()
 
 
@@ -150,22 +164,23 @@ def test_bm25_equals_bm25s_directly_and_needs_no_model():
     for query in QUERIES:
         tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)
         expected = retriever.get_scores([t for t in tokens[0] if t in retriever.vocab_dict])
-        results = session.hybrid_search(query, "bm25", k=10)
-        np.testing.assert_allclose(results.table["bm25_score"], expected[results.row_ids], rtol=1e-6)
+        results = search(session, query, k=10)  # the BM25-only index's own configuration: mode bm25
+        assert results.plan.modes == ("bm25",)
+        np.testing.assert_allclose(results.table["bm25_score"], expected[results.rows], rtol=1e-6)
         docs, scores = retriever.retrieve(tokens, k=len(results.table), show_progress=False)
         np.testing.assert_allclose(results.table["score"], scores[0], rtol=1e-6)
-        assert set(results.row_ids.tolist()) == set(docs[0].tolist()) or len(set(np.round(scores[0], 5))) < len(docs[0])
+        assert set(results.rows.tolist()) == set(docs[0].tolist()) or len(set(np.round(scores[0], 5))) < len(docs[0])
     with pytest.raises(ExplorerError, match="BGE-M3"):
-        session.hybrid().sparse_index()
+        session.index_state().part("sparse")
     with pytest.raises(ExplorerError):
-        session.hybrid_search("river", "dense")
+        search(session, "river", modes=("dense",))
 
 
 def test_explanation_contributions_sum_to_the_scores(session, m3):
     query = QUERIES[0]
-    results = session.hybrid_search(query, "sparse", k=5)
-    row = int(results.row_ids[0])
-    explanation = session.hybrid().explain(query, row, top=None)
+    results = search(session, query, modes=("sparse",), k=5)
+    row = int(results.rows[0])
+    explanation = explain(session.index_state(), query, row, top=None)
     lexical = explanation.lexical
     assert len(lexical.overlap) > 0
     assert lexical.overlap["contribution"].sum() == pytest.approx(results.table["sparse_score"].iloc[0], rel=1e-5)
@@ -183,36 +198,36 @@ def test_explanation_contributions_sum_to_the_scores(session, m3):
     assert len(colbert.query_tokens) == len(q_col[0]) and colbert.query_tokens[-1] == "[SEP]"
     assert colbert.score == pytest.approx(float(m3.model.colbert_score(q_col[0], p_col[0])), rel=1e-5)
     assert colbert.table()["similarity"].tolist() == pytest.approx(colbert.similarity.max(axis=1).tolist())
-    bm25_score = session.hybrid().bm25_index().scores(query)[row]
+    bm25_score = session.index_state().part("bm25").index.scores(query)[row]
     assert explanation.bm25["contribution"].sum() == pytest.approx(float(bm25_score), rel=1e-5)
 
 
 def test_changing_mode_or_weights_encodes_only_the_query(session, monkeypatch):
-    index = session.hybrid()
-    index.sparse_index(), index.enable_colbert()
+    index = session.index_state()
+    index.part("sparse"), index.part("colbert")
     encoded = []
-    real = session.embedder.encode_m3
+    real = session.embedder.encode
 
-    def counting(texts, **kwargs):
+    def counting(texts, *args, **kwargs):
         encoded.append(len(texts))
-        return real(texts, **kwargs)
+        return real(texts, *args, **kwargs)
 
-    monkeypatch.setattr(session.embedder, "encode_m3", counting)
-    for mode, options in [("sparse", {}), ("colbert", {}), ("hybrid", {"weights": {"dense": 1, "sparse": 0.3}}),
-                          ("hybrid", {"fusion": "rrf"}), ("dense", {})]:
-        session.hybrid_search(QUERIES[2], mode, k=5, **options)
+    monkeypatch.setattr(session.embedder, "encode", counting)  # every model pass, passages included
+    for modes, options in [("sparse", {}), ("colbert", {}),
+                           ("hybrid", {"fusion": "m3", "weights": {"dense": 1, "sparse": 0.3}}),
+                           ("hybrid", {"fusion": "rrf"}), ("dense", {})]:
+        search(session, QUERIES[2], modes=(modes,), k=5, **options)
     assert encoded == [1] * 5
-    assert session.hybrid() is index
+    assert session.index_state() is index
     memory = index.memory()
     assert set(memory) >= {"dense", "sparse", "colbert", "bm25"} and all(v > 0 for v in memory.values())
-    assert index.colbert_estimate_bytes() == index.enable_colbert().vectors.nbytes
-    index.disable_colbert()
+    assert index.estimate_bytes("colbert") == index.part("colbert").store.vectors.nbytes
+    index.drop("colbert")
     assert "colbert" not in index.memory()
 
 
 def test_colbert_mode_rescores_dense_and_sparse_candidates(session, exact):
-    exact.enable_colbert()
-    results = exact.search(QUERIES[3], "colbert", k=8)
+    results = search_state(session, exact, QUERIES[3], modes=("colbert",), k=8)
     table = results.table
     assert {"dense_score", "sparse_score", "colbert_score"} <= set(table.columns)
     np.testing.assert_allclose(table["score"], table["colbert_score"])
@@ -221,33 +236,35 @@ def test_colbert_mode_rescores_dense_and_sparse_candidates(session, exact):
 
 def test_reranker_applies_after_fusion(session, tiny_reranker):
     reranker = load_reranker(tiny_reranker, precision="fp32")
-    results = session.hybrid_search(QUERIES[0], "hybrid", k=12, reranker=reranker, top_n=5)
+    results = search(session, QUERIES[0], modes=("hybrid",), k=12, reranker=tiny_reranker, top_n=5)
     assert results.table["rerank_rank"].notna().sum() == 5
     assert sorted(results.reranked()["rerank_rank"].tolist()) == [1, 2, 3, 4, 5]
-    assert results.reranker == reranker.spec.name and results.mode == "hybrid" and results.fusion == "m3"
+    assert results.reranker == reranker.spec.name and results.plan.modes == ("dense", "sparse")
+    assert results.plan.fusion == "m3"  # auto fusion: M3's own weighted sum for an M3 model's own modes
 
 
 def test_mode_errors_are_explained(session, tiny_encoder):
     with pytest.raises(ExplorerError, match="dense, sparse and colbert only"):
-        session.hybrid_search("river", "hybrid", fusion="m3", components=["dense", "bm25"])
-    with pytest.raises(ExplorerError, match="mode must be"):
-        session.hybrid_search("river", "splade")
+        search(session, "river", modes=("dense", "bm25"), fusion="m3")
+    with pytest.raises(ConfigError, match="unknown mode 'splade'") as info:
+        search(session, "river", modes=("splade",))
+    assert info.value.field == "modes"
     other = Session()
     other.set_corpus(corpus(10))
     other.build_index(load_embedder(tiny_encoder, precision="fp32"), chunk_size=None)
     with pytest.raises(ExplorerError, match="BGE-M3"):
-        other.hybrid_search("river", "sparse")
-    mixed = other.hybrid_search("river music", "hybrid", fusion="weighted", k=5)  # dense of any model + BM25
-    assert mixed.components == ("dense", "bm25")
+        search(other, "river", modes=("sparse",))
+    mixed = search(other, "river music", modes=("hybrid",), fusion="weighted", k=5)  # dense of any model + BM25
+    assert mixed.plan.modes == ("dense", "bm25")
 
 
-def test_encode_m3_in_bf16_returns_all_three_and_keeps_dense_unchanged(tiny_m3):
+def test_m3_encode_in_bf16_returns_all_three_and_keeps_dense_unchanged(tiny_m3):
     bf16 = load_embedder(tiny_m3, model_class="m3", precision="bf16", device="cpu")
     texts = ["eiffel tower paris", "protein gene cell"]
-    out = bf16.encode_m3(texts, dense=True, sparse=True, colbert=True)
-    np.testing.assert_allclose(out.dense, bf16.encode_queries(texts), atol=1e-6)
-    assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in out.colbert)
-    assert all(isinstance(w, dict) for w in out.lexical)
+    out = bf16.encode(texts, (DENSE, LEXICAL, MULTIVECTOR))
+    np.testing.assert_allclose(out[DENSE], bf16.encode_queries(texts), atol=1e-6)
+    assert all(v.dtype == np.float32 and np.isfinite(v).all() for v in out[MULTIVECTOR])
+    assert all(isinstance(w, dict) for w in out[LEXICAL])
 
 
 def test_sparse_index_from_weights_drops_ids_outside_the_vocabulary():
@@ -262,6 +279,6 @@ def test_a_query_sharing_no_term_gives_an_empty_table_not_an_error():
     session = Session()
     session.set_corpus(corpus(10))
     session.chunk_only()
-    results = session.hybrid_search("the of and", "bm25", k=5)  # stopwords only
-    assert len(results.table) == 0 and len(results.row_ids) == 0
-    assert session.hybrid().explain("the of and", 0).bm25.empty
+    results = search(session, "the of and", modes=("bm25",), k=5)  # stopwords only
+    assert len(results.table) == 0 and len(results.rows) == 0
+    assert explain(session.index_state(), "the of and", 0).bm25.empty

@@ -2,6 +2,7 @@
 random BGE-M3 model (real BGEM3FlagModel), the tiny encoder and reranker, and real bm25s."""
 from __future__ import annotations
 
+import importlib
 import io
 import json
 import subprocess
@@ -12,16 +13,29 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bge_explorer.app import explorer as ui
 from bge_explorer.cli.commands import main
-from bge_explorer.evaluation.evaluate import EvalConfig, evaluate
+from bge_explorer.evaluation.evaluate import evaluate
 from bge_explorer.data.qrels import combine
+from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.session import Session
 from conftest import SAMPLE_QUESTIONS as QUESTIONS
 from conftest import free_port
 from test_evaluation import write_beir
 
 PAYLOAD = "<script>alert(1)</script>"
+
+
+class _OnFirstUse:
+    """The app module, imported when a UI test first uses it (the engine and CLI tests here run without it)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+ui = _OnFirstUse("bge_explorer.app.explorer")
 
 
 @pytest.fixture()
@@ -88,9 +102,10 @@ def test_search_rrf_mixes_an_encoder_with_bm25(sample_corpus, tiny_encoder, caps
 
 def test_search_mode_the_model_cannot_do_is_a_clear_error(sample_corpus, tiny_encoder, capsys):
     assert main(["search", "--corpus", sample_corpus, "--model", tiny_encoder, "--mode", "sparse", "q"]) == 2
-    assert "need a BGE-M3 model" in capsys.readouterr().err
+    assert "needs a BGE-M3 model" in capsys.readouterr().err
+    # with --mode hybrid, named weights pick the modes: dense and BM25 here, which M3's weighted sum cannot mix
     assert main(["search", "--corpus", sample_corpus, "--mode", "hybrid", "--fusion", "m3", "--weights",
-                 "bm25=1", "--model", tiny_encoder, "q"]) == 2
+                 "dense=1,bm25=1", "--model", tiny_encoder, "q"]) == 2
     assert "weighted or rrf" in capsys.readouterr().err
     assert main(["search", "--corpus", sample_corpus, "--mode", "bm25", "--weights", "dense=x", "q"]) == 2
     assert "--weights" in capsys.readouterr().err
@@ -103,11 +118,11 @@ def test_search_mode_the_model_cannot_do_is_a_clear_error(sample_corpus, tiny_en
 def test_evaluate_any_mode_and_m3_encodes_each_passage_once(sample_corpus, tiny_m3):
     session = Session()
     session.load_corpus([sample_corpus])
-    m3 = dict(model=tiny_m3, model_class="m3", precision="fp32", instruction="")
-    sparse = evaluate(session, judgments(), EvalConfig(mode="sparse", **m3))
+    m3 = dict(model=tiny_m3, model_class="m3", precision="fp32", instruction="", chunk_size=None)
+    sparse = evaluate(session, judgments(), RetrievalConfig(modes=("sparse",), **m3))
     assert sparse.config["mode"] == "sparse" and sparse.config["passages_embedded"] == 26
-    hybrid = evaluate(session, judgments(), EvalConfig(mode="hybrid", **m3))
-    dense = evaluate(session, judgments(), EvalConfig(mode="dense", **m3))
+    hybrid = evaluate(session, judgments(), RetrievalConfig(modes=("hybrid",), fusion="m3", **m3))
+    dense = evaluate(session, judgments(), RetrievalConfig(modes=("dense",), **m3))
     # the sparse pass also stored the dense vectors: neither hybrid nor dense encodes the corpus again
     assert hybrid.config["passages_embedded"] == 0 and dense.config["passages_embedded"] == 0
     assert hybrid.config["components"] == ["dense", "sparse"] and hybrid.config["weights"] == {"dense": 0.4,
@@ -115,8 +130,7 @@ def test_evaluate_any_mode_and_m3_encodes_each_passage_once(sample_corpus, tiny_
     # the fused document ranking is M3's weighted sum of the best chunk (one chunk per document here)
     assert all(len(r) == 26 for r in hybrid.rankings + dense.rankings)  # dense scores every document
     assert all(0 < len(r) <= 26 for r in sparse.rankings)  # sparse: the documents sharing a token
-    colbert = evaluate(session, judgments(), EvalConfig(mode="hybrid", components=("dense", "sparse", "colbert"),
-                                                        **m3))
+    colbert = evaluate(session, judgments(), RetrievalConfig(modes=("dense", "sparse", "colbert"), fusion="m3", **m3))
     assert colbert.config["index_memory_bytes"]["colbert"] > 0
     assert colbert.rankings != hybrid.rankings  # ColBERT changes the fused order
 
@@ -124,8 +138,8 @@ def test_evaluate_any_mode_and_m3_encodes_each_passage_once(sample_corpus, tiny_
 def test_evaluate_chunked_bm25_takes_each_documents_best_chunk(sample_corpus):
     session = Session()
     session.load_corpus([sample_corpus])
-    whole = evaluate(session, judgments(), EvalConfig(model=None, mode="bm25"))
-    chunked = evaluate(session, judgments(), EvalConfig(model=None, mode="bm25", chunk_size=12, overlap=3))
+    whole = evaluate(session, judgments(), RetrievalConfig(model=None, modes=("bm25",), chunk_size=None))
+    chunked = evaluate(session, judgments(), RetrievalConfig(model=None, modes=("bm25",), chunk_size=12, overlap=3))
     assert whole.config["model"] is None and whole.config["chunks"] == 26
     assert chunked.config["chunks"] > 26 and chunked.config["chunk_unit"] == "words"
     assert chunked.config["document_score"] == "best chunk"
@@ -150,9 +164,9 @@ def test_cli_evaluate_ab_dense_against_hybrid_with_significance(beir_dir, tiny_m
 
 def test_cli_evaluate_bm25_against_a_model_from_a_config_file(beir_dir, tiny_encoder, tmp_path, capsys):
     spec = tmp_path / "ab.json"
-    spec.write_text(json.dumps({"a": {"mode": "bm25", "model": None},
-                                "b": {"mode": "hybrid", "fusion": "weighted", "model": tiny_encoder,
-                                      "weights": {"dense": 0.5, "bm25": 0.5}, "components": ["dense", "bm25"]}}))
+    spec.write_text(json.dumps({"a": {"modes": ["bm25"], "model": None},  # RetrievalConfig fields
+                                "b": {"modes": ["dense", "bm25"], "fusion": "weighted", "model": tiny_encoder,
+                                      "weights": {"dense": 0.5, "bm25": 0.5}}}))
     assert main(["evaluate", "--beir", str(beir_dir), "--ab-config", str(spec), "--resamples", "100",
                  "--json", str(tmp_path / "r.json")]) == 0
     payload = json.loads((tmp_path / "r.json").read_text())

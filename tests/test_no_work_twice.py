@@ -1,10 +1,24 @@
 """No work twice: what a session may change without re-embedding its corpus or re-fitting its map."""
 from __future__ import annotations
 
+import importlib
+
 from bge_explorer.models import random_models
 
-from bge_explorer.app import explorer as ui
 from bge_explorer.models.catalog import BGE_EN_INSTRUCTION
+
+
+class _OnFirstUse:
+    """The app module, imported when a UI test first uses it (the engine test here runs without it)."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+ui = _OnFirstUse("bge_explorer.app.explorer")
 
 
 def test_prefix_k_reranker_and_map_colouring_trigger_no_corpus_encode_and_no_umap_fit(
@@ -55,7 +69,7 @@ def test_an_m3_index_build_keeps_lexical_weights_so_sparse_search_encodes_nothin
     m3 = load_embedder(tiny_m3, model_class="m3", precision="fp32")
     chunks = session.build_index(m3, chunk_size=None)
     encoded = m3.corpus_texts_encoded
-    assert session.lexical_cache.count(m3) == len(chunks)
+    assert session.cache.count(m3, "lexical") == len(chunks)
     for mode in ("sparse", "hybrid", "dense"):
-        session.hybrid_search("eiffel tower", mode, k=5)
+        session.search("eiffel tower", session.config.with_(modes=(mode,), k=5))
     assert m3.corpus_texts_encoded == encoded

@@ -19,4 +19,4 @@ def session(sample_corpus):
 
 @pytest.mark.parametrize("question", QUESTIONS)
 def test_obvious_passage_ranks_first(session, question):
-    assert session.search(question, k=5).table["doc_id"].iloc[0] == QUESTIONS[question]
+    assert session.search(question, session.config.with_(k=5)).table["doc_id"].iloc[0] == QUESTIONS[question]

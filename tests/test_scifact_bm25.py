@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import pytrec_eval
 
+from bge_explorer.retrieval.pipeline import retrieve
 from bge_explorer.session import Session
 from conftest import SCIFACT
 
@@ -65,7 +66,8 @@ def test_scifact_bm25_reproduces_the_published_ndcg():
     chunks = session.chunk_only(chunk_size=None)
     assert len(chunks) == 5183 and len(queries) == 300
     ids = list(queries)
-    rankings = session.hybrid().retrieve([queries[q] for q in ids], "bm25", k=100)
+    assert session.config.modes == ("bm25",) and session.config.model is None
+    rankings = retrieve(session, session.config.with_(k=100), [queries[q] for q in ids], state=session.index_state())
     doc_ids = chunks.table["doc_id"].to_numpy()
     run = {q: {str(doc_ids[r]): float(s) for r, s in zip(ranking.rows, ranking.score)}
            for q, ranking in zip(ids, rankings)}

@@ -8,7 +8,7 @@ from FlagEmbedding import FlagReranker
 
 from bge_explorer.models.catalog import BGE_EN_INSTRUCTION
 from bge_explorer.data.corpus import Corpus
-from bge_explorer.models.loading import load_embedder, load_reranker
+from bge_explorer.models.loading import load_embedder
 from bge_explorer.session import Session
 
 rng = np.random.default_rng(3)
@@ -22,6 +22,11 @@ def corpus(n=60, words=12) -> Corpus:
                                     page_starts=None)))
 
 
+def search(session: Session, query: str, **changes):
+    """One query on the current index with the index's configuration changed by ``changes``."""
+    return session.search(query, session.config.with_(**changes))
+
+
 @pytest.fixture()
 def session(tiny_encoder):
     session = Session()
@@ -31,26 +36,26 @@ def session(tiny_encoder):
 
 
 def test_ranking_equals_brute_force_cosine(session):
-    results = session.search("blood cancer risk", instruction=BGE_EN_INSTRUCTION, k=20)
+    results = search(session, "blood cancer risk", instruction=BGE_EN_INSTRUCTION, k=20)
     corpus_vectors = session.embedder.encode_corpus(session.chunks.passages())
     query = session.embedder.encode_queries(["blood cancer risk"], BGE_EN_INSTRUCTION)[0]
     cosine = corpus_vectors @ query / np.linalg.norm(corpus_vectors, axis=1) / np.linalg.norm(query)
     expected = np.argsort(-cosine, kind="stable")[:20]
-    assert results.row_ids.tolist() == expected.tolist()
+    assert results.rows.tolist() == expected.tolist()
     np.testing.assert_allclose(results.table["score"], cosine[expected], atol=1e-5)
     assert results.table["rank"].tolist() == list(range(1, 21))
     assert results.table["doc_id"].tolist() == session.chunks.table["doc_id"].iloc[expected].tolist()
 
 
 def test_k_is_capped_by_the_corpus_and_instruction_defaults_to_the_model(session):
-    results = session.search("river", k=1000)
+    results = search(session, "river", k=1000)
     assert len(results.table) == 60
     assert results.instruction == session.embedder.spec.instruction
 
 
 def test_rerank_order_is_the_rerankers_own_compute_score_order(session, tiny_reranker):
-    reranker = load_reranker(tiny_reranker, precision="fp32")
-    results = session.search("music history of paris", k=30, reranker=reranker, top_n=10)
+    assert session.config.precision == "fp32"  # the reranker loads at the index's precision, as FlagReranker below
+    results = search(session, "music history of paris", k=30, reranker=tiny_reranker, top_n=10)
     top = results.table.iloc[:10]
     bare = FlagReranker(tiny_reranker, use_fp16=False, devices="cpu")
     logits = np.asarray(bare.compute_score([["music history of paris", t] for t in top["text"]]))
@@ -65,9 +70,9 @@ def test_rerank_order_is_the_rerankers_own_compute_score_order(session, tiny_rer
 def test_changing_instruction_k_or_reranker_never_re_embeds_the_corpus(session, tiny_reranker):
     embedder = session.embedder
     before = embedder.corpus_texts_encoded
-    session.search("gene study", instruction="")
-    session.search("gene study", instruction=BGE_EN_INSTRUCTION, k=5)
-    session.search("gene study", reranker=load_reranker(tiny_reranker), top_n=3)
+    search(session, "gene study", instruction="")
+    search(session, "gene study", instruction=BGE_EN_INSTRUCTION, k=5)
+    search(session, "gene study", reranker=tiny_reranker, top_n=3)
     session.build_index(embedder, chunk_size=None)  # same model, same chunks: all cached
     assert embedder.corpus_texts_encoded == before
 
@@ -78,7 +83,9 @@ def test_rechunking_embeds_only_new_chunks_and_models_never_mix(tiny_encoder, ti
     embedder = load_embedder(tiny_encoder, precision="fp32")
     first = session.build_index(embedder, chunk_size=None)
     count = embedder.corpus_texts_encoded
-    session.corpus.documents.loc[0, "text"] += " water"  # one document changes
+    changed = session.corpus.documents.copy()
+    changed.loc[0, "text"] += " water"  # one document changes: a new corpus, the session's cache stays
+    session.set_corpus(Corpus(changed))
     session.build_index(embedder, chunk_size=None)
     assert embedder.corpus_texts_encoded - count == 1
     chunked = session.build_index(embedder, chunk_size=16, overlap=4)
@@ -106,7 +113,7 @@ def test_empty_query_and_missing_index_are_clear_errors(tiny_encoder):
 
 
 def test_limits_name_the_limit_and_its_value(tmp_path, tiny_encoder):
-    from bge_explorer.errors import LimitError
+    from bge_explorer.errors import ConfigError, LimitError
     from bge_explorer.settings import Limits
 
     session = Session(Limits(max_upload_mb=0.001, max_files=2, max_chunks=5, max_query_chars=10, max_k=50))
@@ -122,9 +129,11 @@ def test_limits_name_the_limit_and_its_value(tmp_path, tiny_encoder):
     session.build_index(load_embedder(tiny_encoder), chunk_size=None)
     with pytest.raises(LimitError, match="over the limit of 10"):
         session.search("x" * 11)
-    for k in (0, 10**9):
-        with pytest.raises(LimitError, match="k must be between 1 and 50"):
-            session.search("gene", k=k)
+    with pytest.raises(LimitError, match="k must be between 1 and 50"):
+        search(session, "gene", k=10**9)
+    with pytest.raises(ConfigError, match="k: must be at least 1") as info:  # below 1: refused by the config
+        search(session, "gene", k=0)
+    assert info.value.field == "k"
 
 
 def test_limits_from_environment(monkeypatch):

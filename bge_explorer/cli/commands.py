@@ -51,7 +51,9 @@ def cmd_search(args: argparse.Namespace) -> None:
     ranking = session.search(args.query, config)
     reranked = ranking.rerank_logits is not None
     table = ranking.reranked() if reranked else ranking.table
-    modes = [c for m in ranking.modes for c in (f"{m}_score", f"{m}_rank")] if ranking.plan.fusion else []
+    # every mode's score and rank, but for plain dense search (its rank and score are the dense ones)
+    per_mode = bool(ranking.plan.fusion) or ranking.plan.computed != ("dense",)
+    modes = [c for m in ranking.modes for c in (f"{m}_score", f"{m}_rank")] if per_mode else []
     columns = (["rerank_rank", "rank", "movement", "rerank_logit", "rerank_score", "score"] if reranked
                else ["rank", "score"]) + modes + ["doc_id", "chunk", "text"]
     table = table[columns]

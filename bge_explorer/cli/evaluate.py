@@ -7,12 +7,12 @@ import sys
 
 import pandas as pd
 
-from bge_explorer.cli.options import add_config_options, config_from_args, resolve_default_model
+from bge_explorer.cli.options import add_config_options, config_from_args, default_model_for, resolve_default_model
 from bge_explorer.data.qrels import Benchmark, load_beir, load_judgments
-from bge_explorer.errors import ExplorerError
+from bge_explorer.errors import ConfigError, ExplorerError
 from bge_explorer.evaluation.evaluate import EvaluationResult, evaluate
 from bge_explorer.evaluation.significance import run_ab
-from bge_explorer.retrieval.config import RetrievalConfig
+from bge_explorer.retrieval.config import RetrievalConfig, parse_modes
 from bge_explorer.session import Session
 
 
@@ -87,10 +87,13 @@ def configs(args: argparse.Namespace) -> tuple[RetrievalConfig, RetrievalConfig 
     b = None
     if args.ab_config:
         spec = _parse_ab(args.ab_config)
-        try:
-            a = a.with_(**spec.get("a", {}))
-            b = a.with_(**spec["b"])
-        except TypeError as exc:
+        try:  # from_dict names unknown fields (a typo such as "modle") instead of a TypeError from with_
+            a = RetrievalConfig.from_dict({**a.to_dict(), **spec.get("a", {})}, where="a")
+            b_fields = dict(spec["b"])
+            if "model" not in b_fields:  # B needs a model where A (BM25) has none: the default one
+                b_fields.update(default_model_for(a, parse_modes(b_fields.get("modes", a.modes)), given_base=True))
+            b = RetrievalConfig.from_dict({**a.to_dict(), **b_fields}, where="b")
+        except ConfigError as exc:
             raise ExplorerError(f"--ab-config {args.ab_config}: {exc}") from None
     elif args.ab:
         b = config_from_args(args, "b-", base=a)

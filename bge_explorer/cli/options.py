@@ -119,11 +119,25 @@ def config_from_args(args: argparse.Namespace, prefix: str = "", base: Retrieval
     if _given(args, prefix, "fusion"):
         changes["fusion"] = _given(args, prefix, "fusion")
     changes.update(_modes_and_weights(args, prefix, config))
+    if path is None and _given(args, prefix, "model") is None:
+        changes.update(default_model_for(config, changes.get("modes", config.modes), given_base=bool(prefix)))
     try:
         return config.with_(**changes)
     except ConfigError as exc:
         option = f"--{prefix}{exc.field.replace('_', '-')}"
         raise ExplorerError(f"{option}: {exc.reason}") from None
+
+
+def default_model_for(config: RetrievalConfig, modes: tuple[str, ...], *, given_base: bool) -> dict:
+    """The model change for a configuration whose model nobody named: none for text-only modes (BM25 without
+    --model loads no model, chunk sizes count words), the default model where the modes need one and ``config``
+    (B's base: A, BM25 only) has none. ``given_base``: ``config`` is another configuration, not the defaults."""
+    needs = modes == (HYBRID,) or any(registry.get(m).needs for m in modes)
+    if not needs and not given_base:
+        return {"model": None}
+    if needs and config.model is None:
+        return {"model": DEFAULT_MODEL}
+    return {}
 
 
 def _modes_and_weights(args: argparse.Namespace, prefix: str, config: RetrievalConfig) -> dict:

@@ -73,6 +73,8 @@ class RetrievalConfig:
             set_(name, value.strip() or None if isinstance(value, str) else None)
         if self.instruction is not None and not isinstance(self.instruction, str):
             raise ConfigError("instruction", f"must be a string or null, not {type(self.instruction).__name__}")
+        if not isinstance(self.label, str):
+            raise ConfigError("label", f"must be a string, not {type(self.label).__name__}")
         set_("modes", parse_modes(self.modes))
         set_("weights", _weight_pairs(self.weights))
         for name in ("chunk_size", "overlap", "rrf_k", "top_n", "k"):
@@ -273,7 +275,8 @@ def _weight_pairs(value: Any) -> tuple[tuple[str, float], ...]:
     out = {}
     try:
         for mode, weight in pairs:
-            registry.get(str(mode))
+            if str(mode) not in registry.REGISTRY:
+                raise ConfigError("weights", f"unknown mode {str(mode)!r}; the modes are {', '.join(registry.names())}")
             out[str(mode)] = float(weight)
     except (TypeError, ValueError):
         raise ConfigError("weights", "must map mode names to numbers, e.g. {dense: 0.7, bm25: 0.3}") from None

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 from bge_explorer.retrieval.modes.base import (FIRST_STAGE, REGISTRY, RESCORER, Mode, Part, QueryInput, get, names,
                                                register, unregister)
-# Each module registers its mode on import; the import order is the registry order (score columns, sliders).
-from bge_explorer.retrieval.modes import dense  # noqa: E402,F401,I001
-from bge_explorer.retrieval.modes import sparse  # noqa: E402,F401
-from bge_explorer.retrieval.modes import colbert  # noqa: E402,F401
-from bge_explorer.retrieval.modes import bm25  # noqa: E402,F401
+# Each module registers itself; the import order is the registry order, i.e. the order of score columns, of fusion
+# and of positional --weights: dense, sparse, colbert, bm25 (keep it; do not sort these imports).
+from bge_explorer.retrieval.modes import dense, sparse, colbert, bm25  # noqa: E402,F401,I001
 
 __all__ = ["FIRST_STAGE", "RESCORER", "REGISTRY", "Mode", "Part", "QueryInput", "get", "names", "register",
            "unregister"]

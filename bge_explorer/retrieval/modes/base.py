@@ -63,6 +63,7 @@ class Mode(abc.ABC):
     m3_weight: float | None = None  # its default weight in M3's weighted sum; None: not an M3 score
     in_hybrid: bool = True  # part of "hybrid" (the model's own modes) without being named
     candidates_from: tuple[str, ...] = ()  # rescorers: the first stages whose hits it rescores
+    requires: str | None = None  # the models that can serve it, for people (default: "a model that produces ...")
     description: str = ""
 
     @abc.abstractmethod
@@ -78,7 +79,8 @@ class Mode(abc.ABC):
         if self.needs is None or self.needs in state.produces:
             return None
         model = state.embedder.spec.name if state.embedder is not None else "no embedding model (BM25 only)"
-        return f"{self.label} needs a model that produces {self.needs} vectors; the index was built with {model}"
+        needed = self.requires or f"a model that produces {self.needs} vectors"
+        return f"{self.label} needs {needed}; the index was built with {model}"
 
 
 REGISTRY: dict[str, Mode] = {}

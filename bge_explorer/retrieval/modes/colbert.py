@@ -26,6 +26,7 @@ class Colbert(Mode):
     name, label, needs, role, m3_weight = "colbert", "ColBERT (M3 multi-vector)", MULTIVECTOR, RESCORER, 0.4
     in_hybrid = False
     candidates_from = ("dense", "sparse")
+    requires = "a BGE-M3 model (model class m3)"
     description = "one vector per token, MaxSim; rescores the dense and sparse candidates"
 
     def build(self, state, progress=None):

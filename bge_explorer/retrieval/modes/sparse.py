@@ -22,6 +22,7 @@ class SparsePart(Part):
 
 class Sparse(Mode):
     name, label, needs, role, m3_weight = "sparse", "sparse (M3 lexical)", LEXICAL, FIRST_STAGE, 0.2
+    requires = "a BGE-M3 model (model class m3)"
     description = "BGE-M3's learned token weights; scores shared tokens"
 
     def build(self, state, progress=None):
