@@ -2,7 +2,6 @@
 random BGE-M3 model (real BGEM3FlagModel), the tiny encoder and reranker, and real bm25s."""
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import subprocess
@@ -25,17 +24,11 @@ from test_evaluation import write_beir
 PAYLOAD = "<script>alert(1)</script>"
 
 
-class _OnFirstUse:
-    """The app module, imported when a UI test first uses it (the engine and CLI tests here run without it)."""
-
-    def __init__(self, name: str):
-        self._name = name
-
-    def __getattr__(self, attr):
-        return getattr(importlib.import_module(self._name), attr)
-
-
-ui = _OnFirstUse("bge_explorer.app.explorer")
+from bge_explorer.app import explorer as ui  # noqa: E402
+from bge_explorer.app import evaluate as ui_evaluate  # noqa: E402
+from bge_explorer.app import layout  # noqa: E402
+from bge_explorer.app.render import mib  # noqa: E402
+from bge_explorer.app.state import AppState  # noqa: E402
 
 
 @pytest.fixture()
@@ -194,8 +187,8 @@ def test_hybrid_search_shows_a_column_per_mode_and_explains_what_was_left_out(m3
     assert list(before.columns[:2]) == ["fused rank", "document"] and before["fused rank"].tolist() == [1, 2, 3, 4, 5]
     assert {"dense score", "dense rank", "sparse score", "sparse rank"} <= set(before.columns)
     assert before.columns[5] == "text"  # the text column keeps its place; per-mode columns follow it
-    assert "ColBERT left out: switch ColBERT on" in summary and "BM25 left out" in summary
-    table = session.results.table
+    assert "ColBERT (M3 multi-vector) left out: switch it on first" in summary and "BM25 left out" in summary
+    table = session.ranking.table
     np.testing.assert_allclose(table["score"], (0.4 * table["dense_score"] + 0.2 * table["sparse_score"]) / 0.6,
                                rtol=1e-6)
     # a single mode ranks by its own score; BM25 mixes in with rrf
@@ -204,7 +197,7 @@ def test_hybrid_search_shows_a_column_per_mode_and_explains_what_was_left_out(m3
     before, _, summary, *_ = ui.search("eiffel tower paris", "none", "", 5, ui.NO_RERANKER, 5, m3_session, "hybrid",
                                        "rrf", 0.5, 0.0, 0.0, 0.5)
     assert {"dense rank", "BM25 rank"} <= set(before.columns) and "sparse rank" not in before.columns
-    with pytest.raises(gr.Error, match="Nothing to fuse"):
+    with pytest.raises(gr.Error, match="nothing to fuse"):
         ui.search("eiffel", "none", "", 5, ui.NO_RERANKER, 5, m3_session, "hybrid", "m3", 0, 0, 0, 1)
 
 
@@ -212,36 +205,30 @@ def test_reranker_applies_after_fusion_in_the_app(m3_session, tiny_reranker):
     before, after, summary, *_ = ui.search("eiffel tower paris", "none", "", 5, tiny_reranker, 8, m3_session,
                                            "hybrid", "weighted", 0.5, 0.5, 0, 0.5)
     assert {"fused rank", "movement", "logit"} <= set(after.columns)
-    table = m3_session.results.table
+    table = m3_session.ranking.table
     rescored = table.dropna(subset=["rerank_rank"])
     assert len(rescored) == 8 and rescored["rank"].max() == 8  # the fused top 8 went to the reranker
 
 
 def test_colbert_switch_shows_the_estimate_then_the_memory_in_use(m3_session):
     info = ui.retrieval_info(m3_session)
-    hybrid = m3_session.hybrid()
-    estimate = hybrid.colbert_estimate_bytes()
-    assert "ColBERT is off" in info and ui_hybrid_mib(estimate) in info
+    state = m3_session.session.index_state()
+    estimate = state.estimate_bytes("colbert")
+    assert "ColBERT is off" in info and mib(estimate) in info
     value, panel, _ = ui.toggle_colbert(True, m3_session, progress=None)
     assert value is True and "ColBERT is <b>on</b>" in panel
-    assert m3_session.hybrid()._colbert.vectors.nbytes == estimate  # the estimate was exact
-    assert ui_hybrid_mib(estimate) in panel and ui_hybrid_mib(m3_session.hybrid().memory()["colbert"]) in panel
+    assert state.part("colbert").store.vectors.nbytes == estimate  # the estimate was exact
+    assert mib(estimate) in panel and mib(state.memory()["colbert"]) in panel
     before, *_ = ui.search("eiffel tower paris", "none", "", 5, ui.NO_RERANKER, 5, m3_session, "hybrid")
     assert {"ColBERT score", "ColBERT rank"} <= set(before.columns)
     value, panel, _ = ui.toggle_colbert(False, m3_session, progress=None)
-    assert value is False and "colbert" not in m3_session.hybrid().memory() and "freed" in panel
-
-
-def ui_hybrid_mib(n: int) -> str:
-    from bge_explorer.app.hybrid import mib
-
-    return mib(n)
+    assert value is False and "colbert" not in state.memory() and "freed" in panel
 
 
 def test_why_this_match_lexical_colbert_and_bm25_add_up_and_tokens_stay_text(m3_session):
     ui.search("eiffel tower < paris", "none", "", 10, ui.NO_RERANKER, 5, m3_session, "hybrid", "weighted",
               0.4, 0.2, 0.0, 0.2)
-    table = m3_session.results.table
+    table = m3_session.ranking.table
     rank = int(table.index[table["doc_id"] == "<b>evil</b>"][0]) + 1
     summary, lexical, figure, alignment, bm25 = ui.explain(rank, m3_session)
     shared = lexical[lexical["in"] == "both"]
@@ -265,10 +252,12 @@ def test_modes_an_encoder_cannot_do_are_explained_not_crashed(tiny_encoder, samp
     with pytest.raises(gr.Error, match="needs a BGE-M3 model"):
         ui.search("eiffel", "none", "", 5, ui.NO_RERANKER, 5, session, "sparse")
     value, panel, _ = ui.toggle_colbert(True, session, progress=None)
-    assert value is False and "ColBERT needs a BGE-M3 model" in panel
-    assert "Sparse and ColBERT need a BGE-M3 model" in ui.retrieval_info(session)
-    before, _, summary, *_ = ui.search("eiffel tower", "none", "", 5, ui.NO_RERANKER, 5, session, "hybrid", "m3")
-    assert "sparse left out: needs a BGE-M3 model" in summary and "fused rank" in before.columns
+    assert value is False and "needs a BGE-M3 model" in panel and "ColBERT" in panel
+    info = ui.retrieval_info(session)
+    assert "sparse (M3 lexical) needs a BGE-M3 model" in info and "ColBERT (M3 multi-vector) needs a BGE-M3" in info
+    before, _, summary, *_ = ui.search("eiffel tower", "none", "", 5, ui.NO_RERANKER, 5, session, "hybrid", "rrf")
+    assert "sparse (M3 lexical) left out: sparse (M3 lexical) needs a BGE-M3 model" in summary
+    assert "fused rank" in before.columns
     before, *_ = ui.search("eiffel tower", "none", "", 3, ui.NO_RERANKER, 3, session, "bm25")
     assert before["document"].iloc[0] == "eiffel-tower"
     summary, lexical, figure, alignment, bm25 = ui.explain(1, session)
@@ -294,20 +283,18 @@ def test_evaluated_query_opens_in_search_with_its_relevant_documents_marked(tiny
 
 
 def test_evaluate_tab_compares_bm25_with_hybrid(sample_corpus, beir_dir, tiny_encoder):
-    from bge_explorer.app import evaluate as ui_evaluate
-
-    session = Session()
-    session.load_corpus([sample_corpus])
+    session = AppState()
+    session.session.load_corpus([sample_corpus])
     files = [str(beir_dir / "queries.jsonl"), str(beir_dir / "qrels" / "test.tsv")]
-    out = ui_evaluate.run_evaluation(session, files, "test", tiny_encoder, "none", "", "(none)", 20, 0, True,
-                                     tiny_encoder, "none", "", "(none)", 20, 0, "ndcg@10", "bm25", "m3", "",
+    out = ui_evaluate.run_evaluation(session, files, "test", tiny_encoder, "none", "", "none", 20, 0, True,
+                                     tiny_encoder, "none", "", "none", 20, 0, "ndcg@10", "bm25", "auto", "",
                                      "hybrid", "rrf", "dense=1, bm25=1", progress=lambda *a, **k: None)
     _, status, a_table, b_table, ab_table, per_query, chart, downloads = out
-    assert "A: BM25" in status and "hybrid rrf (dense 1 + bm25 1)" in status
+    assert "A: BM25" in status and "dense 1 + bm25 1 (rrf)" in status
     assert ab_table.set_index("metric").loc["ndcg@10", "p"] <= 1 and b_table is not None
     with pytest.raises(gr.Error, match="weights"):
-        ui_evaluate.run_evaluation(session, files, "test", tiny_encoder, "none", "", "(none)", 20, 0, False,
-                                   tiny_encoder, "none", "", "(none)", 20, 0, "ndcg@10", "hybrid", "m3", "dense=x",
+        ui_evaluate.run_evaluation(session, files, "test", tiny_encoder, "none", "", "none", 20, 0, False,
+                                   tiny_encoder, "none", "", "none", 20, 0, "ndcg@10", "hybrid", "m3", "dense=x",
                                    progress=lambda *a, **k: None)
 
 
@@ -318,7 +305,7 @@ def test_evaluate_tab_compares_bm25_with_hybrid(sample_corpus, beir_dir, tiny_en
 
 def test_api_search_modes_colbert_and_explain(tiny_m3, sample_corpus):
     from gradio_client import Client, handle_file
-    demo = ui.build_app()
+    demo = layout.build_app()
     demo.queue(default_concurrency_limit=2)
     port = free_port()
     demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=port)

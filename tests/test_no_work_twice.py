@@ -1,24 +1,9 @@
 """No work twice: what a session may change without re-embedding its corpus or re-fitting its map."""
 from __future__ import annotations
 
-import importlib
-
+from bge_explorer.app import explorer as ui
 from bge_explorer.models import random_models
-
 from bge_explorer.models.catalog import BGE_EN_INSTRUCTION
-
-
-class _OnFirstUse:
-    """The app module, imported when a UI test first uses it (the engine test here runs without it)."""
-
-    def __init__(self, name: str):
-        self._name = name
-
-    def __getattr__(self, attr):
-        return getattr(importlib.import_module(self._name), attr)
-
-
-ui = _OnFirstUse("bge_explorer.app.explorer")
 
 
 def test_prefix_k_reranker_and_map_colouring_trigger_no_corpus_encode_and_no_umap_fit(
@@ -27,7 +12,7 @@ def test_prefix_k_reranker_and_map_colouring_trigger_no_corpus_encode_and_no_uma
     *_, session = ui.build_index(tiny_encoder, chunk_size=48, overlap=8, state=session, progress=None)
     ui.search("eiffel tower", "model default", "", 10, ui.NO_RERANKER, 5, session)
     list(ui.map_view("document", session))
-    encoded, fits = session.embedder.corpus_texts_encoded, session.maps.umap_fits
+    encoded, fits = session.session.embedder.corpus_texts_encoded, session.maps.umap_fits
     assert fits == 1
     for mode, instruction, k, reranker, top_n, colour in [
             ("none", "", 10, ui.NO_RERANKER, 5, "cluster"),
@@ -36,7 +21,7 @@ def test_prefix_k_reranker_and_map_colouring_trigger_no_corpus_encode_and_no_uma
         ui.search("eiffel tower", mode, instruction, k, reranker, top_n, session)
         frames = list(ui.map_view(colour, session))
         assert "UMAP" in frames[-1][1]
-    assert session.embedder.corpus_texts_encoded == encoded
+    assert session.session.embedder.corpus_texts_encoded == encoded
     assert session.maps.umap_fits == fits
 
 
@@ -44,11 +29,11 @@ def test_switching_back_to_an_earlier_model_reuses_its_embeddings(tiny_encoder, 
     other = random_models.build(tmp_path / "other", "encoder", seed=11)
     *_, session = ui.load_corpus([sample_corpus])
     *_, session = ui.build_index(tiny_encoder, chunk_size=48, overlap=8, state=session, progress=None)
-    first = session.vectors.copy()
+    first = session.session.vectors.copy()
     *_, session = ui.build_index(other, chunk_size=48, overlap=8, state=session, progress=None)
     _, status, *_ = ui.build_index(tiny_encoder, chunk_size=48, overlap=8, state=session, progress=None)
-    assert f"0 embedded now, {len(session.chunks)} from this session's cache" in status
-    assert (session.vectors == first).all()
+    assert f"0 embedded now, {len(session.session.chunks)} from this session's cache" in status
+    assert (session.session.vectors == first).all()
 
 
 def test_embedding_caches_are_per_session(tiny_encoder, sample_corpus):
@@ -57,7 +42,7 @@ def test_embedding_caches_are_per_session(tiny_encoder, sample_corpus):
     *_, first = ui.build_index(tiny_encoder, chunking="none", state=first, progress=None)
     *_, second = ui.load_corpus([sample_corpus])
     _, status, *_ = ui.build_index(tiny_encoder, chunking="none", state=second, progress=None)
-    assert f"{len(second.chunks)} embedded now, 0 from this session's cache" in status
+    assert f"{len(second.session.chunks)} embedded now, 0 from this session's cache" in status
 
 
 def test_an_m3_index_build_keeps_lexical_weights_so_sparse_search_encodes_nothing(tiny_m3, sample_corpus):

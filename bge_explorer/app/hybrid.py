@@ -48,10 +48,10 @@ def describe_plan(plan: Plan) -> str:
 
 
 def mode_columns(table: pd.DataFrame) -> pd.DataFrame:
-    """``<mode> score`` / ``<mode> rank`` for each mode scored in ``table`` when more than one is."""
+    """``<mode> score`` / ``<mode> rank`` for each mode scored in ``table``, except for plain dense retrieval."""
     scored = [m for m in registry.names() if f"{m}_score" in table]
     out = pd.DataFrame(index=table.index)
-    if len(scored) < 2:
+    if scored == ["dense"]:
         return out
     for m in scored:
         out[f"{short_label(m)} score"] = table[f"{m}_score"].astype(float).round(4)
