@@ -29,6 +29,13 @@ SAMPLE_QUESTIONS = {  # assets/sample_corpus.jsonl: question -> the document tha
 }
 
 
+def pytest_collection_modifyitems(items) -> None:
+    """Browser tests belong to the slow tier too: ``pytest -m "not slow"`` is the fast inner loop."""
+    for item in items:
+        if item.get_closest_marker("browser"):
+            item.add_marker(pytest.mark.slow)
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now."""
     with socket.socket() as s:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+
+from bge_explorer.errors import ConfigError
 from transformers import AutoTokenizer
 
 from bge_explorer.data.chunking import chunk_documents, windows
@@ -85,5 +87,6 @@ def test_title_is_prefixed_to_the_embedded_passage(tokenizer):
 
 
 def test_bad_sizes_are_rejected(tokenizer):
-    with pytest.raises(ValueError, match="overlap"):
+    with pytest.raises(ConfigError, match="overlap") as info:
         chunk_documents(docs("x"), tokenizer, size=10, overlap=10)
+    assert info.value.field == "overlap"

@@ -39,6 +39,7 @@ def bench(tmp_path_factory):
         yield server, models, files, marker, work
 
 
+@pytest.mark.slow  # a served app under hostile input and load
 def test_every_hostile_input_gets_a_clear_message_and_the_app_keeps_serving(bench):
     server, models, files, marker, _ = bench
     outcomes = robustness.run_hostile(server.url, files, models, marker, server, log=lambda line: None)
@@ -48,6 +49,7 @@ def test_every_hostile_input_gets_a_clear_message_and_the_app_keeps_serving(benc
     assert server.alive()
 
 
+@pytest.mark.slow  # a served app under hostile input and load
 def test_concurrent_clients_see_only_their_own_documents(bench):
     server, models, _, _, work = bench
     report = robustness.run_load(server.url, models["encoder"], work / "load", n_clients=5, n_searches=5,
@@ -68,6 +70,7 @@ def test_xss_payloads_run_nothing_in_chromium(bench):
     assert report.executed == 0 and report.shown_as_text == report.payloads
 
 
+@pytest.mark.slow  # a served app under hostile input and load
 def test_a_failed_model_load_leaves_the_previous_model_working(bench):
     server, models, _, _, _ = bench
     c = robustness.client(server.url)

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from bge_explorer.errors import LimitError
+from bge_explorer.errors import ConfigError, LimitError
 
 DEFAULT_SIZE = 256
 DEFAULT_OVERLAP = 32
@@ -136,7 +136,9 @@ def chunk_documents(documents: pd.DataFrame, tokenizer, size: int | None = DEFAU
     the chunks cannot fit, before the rest of the corpus is tokenized.
     """
     if size is not None and (size < 1 or not 0 <= overlap < size):
-        raise ValueError(f"chunk size must be >= 1 and overlap in [0, size); got size={size}, overlap={overlap}")
+        raise ConfigError("overlap" if size and size >= 1 else "chunk_size",
+                          f"the chunk size must be at least 1 and the overlap from 0 to below it; got size={size}, "
+                          f"overlap={overlap}")
     rows, dropped = [], 0
     docs = documents.itertuples(index=False)
     for doc, offsets in zip(docs, _token_offsets(documents["text"].tolist(), tokenizer, size, max_chunks, rows)):

@@ -7,6 +7,8 @@ from typing import Iterator, Literal
 
 import torch
 
+from bge_explorer.errors import ConfigError
+
 Precision = Literal["auto", "fp32", "bf16"]
 PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
 
@@ -32,7 +34,7 @@ def resolve_precision(precision: Precision, device: str) -> str:
     if device.startswith("cuda"):
         return "fp16"
     if precision not in ("auto", "fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, not {precision!r}")
+        raise ConfigError("precision", f"must be auto, fp32 or bf16, not {str(precision)[:40]!r}")
     if precision == "auto":
         return "bf16" if cpu_has_bf16() else "fp32"
     return precision
