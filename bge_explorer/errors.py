@@ -43,13 +43,8 @@ class ConfigError(ExplorerError):
         super().__init__(f"{field}: {reason}")
 
 
-class QrelsError(ExplorerError):
+class QrelsError(CorpusError):
     """Queries or judgments could not be read. Names the file and, where it applies, the line."""
-
-    def __init__(self, file: str, reason: str, line: int | None = None):
-        self.file, self.reason, self.line = file, reason, line
-        where = f"{file}, line {line}" if line is not None else file
-        super().__init__(f"{where}: {reason}")
 
 
 class ModelSpecError(ModelLoadError):

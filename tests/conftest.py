@@ -58,6 +58,28 @@ def tiny_m3(tmp_path_factory) -> str:
     return random_models.build(tmp_path_factory.mktemp("models") / "tiny-m3", "m3", seed=2)
 
 
+def random_corpus(n: int = 40, seed: int = 11, titles: bool = True):
+    """A corpus of ``n`` documents of 5-30 random words (every third with a two-word title when ``titles``)."""
+    import numpy as np
+    import pandas as pd
+
+    from bge_explorer.data.corpus import Corpus
+
+    rng = np.random.default_rng(seed)
+    texts = [" ".join(rng.choice(random_models.WORDS, rng.integers(5, 30))) for _ in range(n)]
+    heads = [" ".join(rng.choice(random_models.WORDS, 2)) if titles and i % 3 == 0 else "" for i in range(n)]
+    return Corpus(pd.DataFrame(dict(doc_id=[f"doc{i}" for i in range(n)], title=heads, text=texts, source="gen",
+                                    page_starts=None)))
+
+
+@pytest.fixture(scope="module")
+def m3_fp32(tiny_m3):
+    """The tiny BGE-M3 model in fp32 on the CPU: exact equality with FlagEmbedding's own scores."""
+    from bge_explorer.models.loading import load_embedder
+
+    return load_embedder(tiny_m3, model_class="m3", precision="fp32", device="cpu")
+
+
 @pytest.fixture(scope="session")
 def sample_corpus() -> str:
     return os.path.join(os.path.dirname(__file__), "..", "assets", "sample_corpus.jsonl")

@@ -433,7 +433,6 @@ def test_evaluate_api_endpoint_and_row_pick(beir_dir, tmp_path):
     from gradio_client import Client, handle_file
 
     from bge_explorer.app import evaluate as ui_evaluate
-    from bge_explorer.app.state import AppState
 
     with gr.Blocks() as demo:
         state = gr.State(None)

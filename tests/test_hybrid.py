@@ -3,42 +3,33 @@ from __future__ import annotations
 
 import bm25s
 import numpy as np
-import pandas as pd
 import pytest
 
 from bge_explorer.retrieval import fusion
 from bge_explorer.retrieval.colbert_store import ColbertStore, colbert_score
-from bge_explorer.data.corpus import Corpus
 from bge_explorer.errors import ConfigError, ExplorerError
 from bge_explorer.models.embedders import DENSE, LEXICAL, MULTIVECTOR
 from bge_explorer.models.loading import load_embedder, load_reranker
-from bge_explorer.models.random_models import WORDS
 from bge_explorer.retrieval.explain import explain
 from bge_explorer.retrieval.pipeline import retrieve
 from bge_explorer.retrieval.state import IndexState
 from bge_explorer.session import Session
+from conftest import random_corpus
 from bge_explorer.retrieval.sparse_index import SparseIndex
 
 rng = np.random.default_rng(11)
 QUERIES = ["blood cancer risk in patients", "eiffel tower paris", "the music of the river", "protein gene cell study"]
 
 
-def corpus(n=40) -> Corpus:
-    texts = [" ".join(rng.choice(WORDS, rng.integers(5, 30))) for _ in range(n)]
-    titles = [" ".join(rng.choice(WORDS, 2)) if i % 3 == 0 else "" for i in range(n)]
-    return Corpus(pd.DataFrame(dict(doc_id=[f"doc{i}" for i in range(n)], title=titles, text=texts, source="gen",
-                                    page_starts=None)))
-
-
 @pytest.fixture(scope="module")
-def m3(tiny_m3):
-    return load_embedder(tiny_m3, model_class="m3", precision="fp32", device="cpu")
+def m3(m3_fp32):
+    return m3_fp32
 
 
 @pytest.fixture(scope="module")
 def session(m3):
     session = Session()
-    session.set_corpus(corpus())
+    session.set_corpus(random_corpus(seed=11))
     session.build_index(m3, chunk_size=None)
     return session
 
@@ -155,7 +146,7 @@ def test_rrf_and_weighted_hybrid_use_each_modes_ranks_and_scores(session):
 
 def test_bm25_equals_bm25s_directly_and_needs_no_model():
     session = Session()
-    session.set_corpus(corpus(60))
+    session.set_corpus(random_corpus(60, seed=12))
     chunks = session.chunk_only()
     assert session.embedder is None and len(chunks) == 60
     passages = chunks.passages()
@@ -250,7 +241,7 @@ def test_mode_errors_are_explained(session, tiny_encoder):
         search(session, "river", modes=("splade",))
     assert info.value.field == "modes"
     other = Session()
-    other.set_corpus(corpus(10))
+    other.set_corpus(random_corpus(10, seed=13))
     other.build_index(load_embedder(tiny_encoder, precision="fp32"), chunk_size=None)
     with pytest.raises(ExplorerError, match="BGE-M3"):
         search(other, "river", modes=("sparse",))
@@ -277,7 +268,7 @@ def test_sparse_index_from_weights_drops_ids_outside_the_vocabulary():
 
 def test_a_query_sharing_no_term_gives_an_empty_table_not_an_error():
     session = Session()
-    session.set_corpus(corpus(10))
+    session.set_corpus(random_corpus(10, seed=14))
     session.chunk_only()
     results = search(session, "the of and", modes=("bm25",), k=5)  # stopwords only
     assert len(results.table) == 0 and len(results.rows) == 0

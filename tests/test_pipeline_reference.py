@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import bm25s
 import numpy as np
-import pandas as pd
 import pytest
 
-from bge_explorer.data.corpus import Corpus
 from bge_explorer.models.loading import load_embedder
-from bge_explorer.models.random_models import WORDS
 from bge_explorer.session import Session
+from conftest import random_corpus
 
 K = 8
 QUERIES = ["blood cancer risk in patients", "eiffel tower paris", "the music of the river"]
@@ -34,23 +32,11 @@ CASES = [  # (modes, fusion, weights)
 ]
 
 
-def _corpus(n: int = 40) -> Corpus:
-    rng = np.random.default_rng(5)
-    texts = [" ".join(rng.choice(WORDS, rng.integers(5, 30))) for _ in range(n)]
-    return Corpus(pd.DataFrame(dict(doc_id=[f"doc{i}" for i in range(n)], title="", text=texts, source="gen",
-                                    page_starts=None)))
-
-
 @pytest.fixture(scope="module")
-def m3(tiny_m3):
-    return load_embedder(tiny_m3, model_class="m3", precision="fp32", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def session(m3):
+def session(m3_fp32):
     session = Session()
-    session.set_corpus(_corpus())
-    session.build_index(m3, chunk_size=None)
+    session.set_corpus(random_corpus(seed=5, titles=False))
+    session.build_index(m3_fp32, chunk_size=None)
     state = session.index_state()
     state.colbert_dtype = "float32"  # exact equality with FlagEmbedding's colbert_score
     state.part("colbert")
@@ -117,10 +103,10 @@ def reference_ranking(all_scores: dict[str, np.ndarray], modes, fusion, weights)
 
 
 @pytest.mark.parametrize("modes,fusion,weights", CASES, ids=lambda c: "+".join(c) if isinstance(c, tuple) else str(c))
-def test_every_mode_and_fusion_equals_the_brute_force_reference(session, m3, modes, fusion, weights):
+def test_every_mode_and_fusion_equals_the_brute_force_reference(session, m3_fp32, modes, fusion, weights):
     passages = session.chunks.passages()
     for query in QUERIES:
-        want_rows, want_fused, want_scores = reference_ranking(reference_scores(m3, passages, query), modes, fusion,
+        want_rows, want_fused, want_scores = reference_ranking(reference_scores(m3_fp32, passages, query), modes, fusion,
                                                                weights)
         rows, fused, scores = run(session, query, modes, fusion, weights)
         assert rows.tolist() == want_rows.tolist(), (query, modes, fusion)
