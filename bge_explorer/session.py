@@ -39,7 +39,7 @@ class Session(ProcessLocal):
         self.settings = settings or settings_module.current()
         self.limits = limits or self.settings.limits
         self.corpus: Corpus | None = None
-        self.cache = EmbeddingCache()
+        self.cache = EmbeddingCache(self._cache_budget())
         self.rerank_cache = RerankCache()
         self.current: IndexState | None = None
         self.config: RetrievalConfig | None = None  # how ``current`` was built (model, chunking)
@@ -48,6 +48,17 @@ class Session(ProcessLocal):
 
     def _rebuild_local(self) -> None:
         self._lock = threading.RLock()
+
+    def _cache_budget(self) -> int:
+        return int(self.limits.max_session_mb * 2**20 / 2)  # half the session's memory for cached encodings
+
+    def memory_bytes(self) -> int:
+        """What this session keeps: the corpus text, cached encodings, and every index state's parts."""
+        with self._lock:
+            states = {id(s): s for s in [self.current, *self._states.values()] if s is not None}
+            corpus = self.corpus
+        text = int(corpus.documents["text"].str.len().sum()) if corpus is not None else 0
+        return text + self.cache.nbytes + sum(sum(s.memory().values()) for s in states.values())
 
     # -- corpus ------------------------------------------------------------------------------------------
 
@@ -74,7 +85,7 @@ class Session(ProcessLocal):
         with self._lock:
             self.corpus, self.current, self.config = None, None, None
             self._states.clear()
-            self.cache, self.rerank_cache = EmbeddingCache(), RerankCache()
+            self.cache, self.rerank_cache = EmbeddingCache(self._cache_budget()), RerankCache()
 
     # -- chunks and index states ----------------------------------------------------------------------------
 
@@ -109,7 +120,7 @@ class Session(ProcessLocal):
                 return self._states[key]
         chunks = self.chunk(tokenizer, chunk_size, overlap)
         state = IndexState(chunks, embedder, self.cache, chunk_size=chunk_size, overlap=overlap,
-                           previous=self._all_states, key=key)
+                           previous=self._all_states, key=key, limits=self.limits)
         with self._lock:
             if self.corpus is corpus:
                 self._states[key] = state

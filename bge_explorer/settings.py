@@ -25,15 +25,20 @@ class Limits:
 
     ``max_query_chars`` bounds the query together with its instruction (the text the model reads);
     ``max_field_chars`` bounds every other short text field (titles, model ids, column names, split names).
+    ``max_chunks`` is sized for a 2-core CPU (a free Space): all-MiniLM-L6-v2 embeds about 110 chunks of 256
+    tokens a second there with bf16 (measured), so 10,000 chunks take about 1.5 minutes and bge-small-en-v1.5
+    about twice that; raise it on a GPU. ``max_session_mb`` bounds what one session keeps (encodings, indexes,
+    ColBERT vectors): past it the oldest models' encodings are dropped, and a part that would not fit is refused.
     """
 
     max_upload_mb: float = 100.0
     max_files: int = 100
-    max_chunks: int = 50_000
+    max_chunks: int = 10_000
     max_query_chars: int = 2_000
     max_field_chars: int = 500
     max_k: int = 1_000
     max_zip_mb: float = 1_024.0
+    max_session_mb: float = 2_048.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Limits:
@@ -42,8 +47,10 @@ class Limits:
 
     def describe(self) -> str:
         """One line for the UI: the limits in force."""
-        return (f"Limits: {self.max_files} files and {self.max_upload_mb:g} MB per upload, {self.max_chunks:,} chunks, "
-                f"queries up to {self.max_query_chars:,} characters (instruction included), k up to {self.max_k:,}.")
+        return (f"Limits: {self.max_files} files and {self.max_upload_mb:g} MB per upload, {self.max_chunks:,} chunks "
+                "(about 1.5 minutes to embed with all-MiniLM-L6-v2 on 2 CPU cores, 3 with bge-small), "
+                f"queries up to {self.max_query_chars:,} characters (instruction included), k up to {self.max_k:,}, "
+                f"{self.max_session_mb:,.0f} MB kept per session.")
 
     def check_files(self, paths: Sequence[str | Path]) -> None:
         if len(paths) > self.max_files:
@@ -58,6 +65,12 @@ class Limits:
         if n > self.max_chunks:
             raise LimitError(f"{n:,} chunks is over the limit of {self.max_chunks:,} chunks "
                              "(BGE_EXPLORER_MAX_CHUNKS); use larger chunks or fewer documents")
+
+    def check_memory(self, nbytes: int, what: str) -> None:
+        """``nbytes`` more for this session within ``max_session_mb``, else LimitError naming the limit."""
+        if nbytes > self.max_session_mb * 2**20:
+            raise LimitError(f"{what} would take {nbytes / 2**20:,.0f} MB, over the limit of {self.max_session_mb:,.0f} "
+                             "MB per session (BGE_EXPLORER_MAX_SESSION_MB); use fewer or smaller chunks")
 
     def check_k(self, k: int, field: str = "k") -> None:
         if not 1 <= k <= self.max_k:

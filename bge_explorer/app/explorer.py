@@ -233,7 +233,9 @@ def build_index(model: str = DEFAULT_MODEL, pooling: str = "auto", model_class: 
               f"({'one per document' if size is None else f'up to {size} tokens, overlap {overlap}'}); "
               f"{chunks.dropped_empty} empty chunk(s) dropped.")
     status = box("ok", f"Index ready: {len(chunks)} chunks, {embedded} embedded now, {len(chunks) - embedded} "
-                       f"from this session's cache, in {elapsed:.1f} s. Next: search.")
+                       f"from this session's cache, in {elapsed:.1f} s. This session keeps about "
+                       f"{session.memory_bytes() / 2**20:,.0f} MB (limit {session.limits.max_session_mb:,.0f} MB). "
+                       "Next: search.")
     return (loaded_model_html(app), status, embedder.spec.instruction, _chunks_preview(app), box("info", counts), app)
 
 

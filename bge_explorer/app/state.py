@@ -138,6 +138,20 @@ def get(value: Any) -> AppState:
 
 
 def drop(value: Any) -> None:
-    """``gr.State(delete_callback=...)``: the state expired (idle past the TTL, or an hour after its tab closed)."""
+    """``gr.State(delete_callback=...)``: the state expired (idle past the TTL, or an hour after its tab closed).
+    Its memory goes back to the system (glibc keeps freed arenas otherwise: ``malloc_trim``)."""
     if isinstance(value, AppState):
         value.close()
+        release_memory()
+
+
+def release_memory() -> None:
+    """Collect garbage and hand freed heap pages back to the system (glibc ``malloc_trim``; a no-op elsewhere)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass

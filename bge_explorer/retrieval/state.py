@@ -19,6 +19,7 @@ from bge_explorer.retrieval import modes as registry
 from bge_explorer.retrieval.bm25_index import BM25Settings
 from bge_explorer.pickling import ProcessLocal
 from bge_explorer.retrieval.embedding_cache import EmbeddingCache
+from bge_explorer.settings import Limits
 
 
 def _no_states() -> list:
@@ -31,7 +32,8 @@ class IndexState(ProcessLocal):
     def __init__(self, chunks: Chunks, embedder: Embedder | None, cache: EmbeddingCache, *,
                  chunk_size: int | None = None, overlap: int = 0, bm25_settings: BM25Settings | None = None,
                  colbert_dtype: str = "float16",
-                 previous: Callable[[], Iterable[IndexState]] | None = None, key: tuple = ()) -> None:
+                 previous: Callable[[], Iterable[IndexState]] | None = None, key: tuple = (),
+                 limits: Limits | None = None) -> None:
         self.chunks, self.embedder, self.cache, self.key = chunks, embedder, cache, key
         self.chunk_size, self.overlap = chunk_size, overlap
         self.bm25_settings = bm25_settings or BM25Settings()
@@ -41,6 +43,7 @@ class IndexState(ProcessLocal):
         self._lock = threading.Lock()
         self._passages: list[str] | None = None
         self._estimates: dict[str, int] = {}
+        self.limits = limits
 
     def _rebuild_local(self) -> None:
         self._lock = threading.Lock()
@@ -76,6 +79,9 @@ class IndexState(ProcessLocal):
             reason = spec.unavailable(self)
             if reason:
                 raise ExplorerError(reason)
+            if self.limits is not None:
+                self.limits.check_memory(self.estimate_bytes(mode) + sum(self.memory().values()),
+                                         f"the {spec.label} index of {len(self.chunks):,} chunks")
             part = spec.build(self, progress)
             self._parts[mode] = part
             return part
