@@ -125,7 +125,7 @@ def test_the_app_wires_ttl_cleanup_limits_and_a_shared_model_queue():
                           for s in states)
     assert demo.delete_cache is not None
     markdown = " ".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))
-    assert "50,000 chunks" in markdown and "k up to 1,000" in markdown  # Limits.describe() is on the page
+    assert "10,000 chunks" in markdown and "k up to 1,000" in markdown  # Limits.describe() is on the page
     model_events = {fn.api_name: fn for fn in demo.fns.values()
                     if fn.api_name in ("build_index", "search", "compare_prefix", "evaluate")}
     assert len(model_events) == 4
