@@ -19,7 +19,7 @@ from conftest import SCIFACT
 
 MTEB_NDCG_AT_10 = 0.64508  # sentence-transformers/all-MiniLM-L6-v2, SciFact test, MTEB results
 TOLERANCE = 0.005
-FAST_PATH_TOLERANCE = 0.002
+FAST_PATH_TOLERANCE = 0.003  # the quality guard for a fast path (issue: within 0.003 of fp32); bf16 lands 0.0005-0.0020 above
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     not os.path.isfile(os.path.join(SCIFACT, "qrels", "test.tsv")),
