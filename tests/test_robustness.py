@@ -58,6 +58,26 @@ def test_concurrent_clients_see_only_their_own_documents(bench):
     assert report.answers == 25
 
 
+@pytest.mark.slow  # a served app under load
+def test_fairness_measures_searches_idle_and_during_another_sessions_build(bench):
+    server, models, _, _, work = bench
+    report = robustness.run_fairness(server.url, models["encoder"], work / "fairness", n_clients=2, n_chunks=2_000,
+                                     idle_s=3, log=lambda line: None)
+    assert report.errors == [] and report.leaks == []
+    assert report.idle and report.during and report.build_chunks == 2_000
+    assert report.build_alone_s > 0 and report.build_during_s > 0  # the ratio itself depends on the machine's load
+
+
+def test_bench_helpers_tables_and_synthetic_corpora(tmp_path):
+    path = robustness.synthetic_corpus(tmp_path / "c.jsonl", 50, seed=3, prefix="x")
+    lines = path.read_text().splitlines()
+    assert len(lines) == 50 and '"_id": "x-49"' in lines[-1]
+    assert robustness.percentile([3.0, 1.0, 2.0], 50) == 2.0
+    shown: list[str] = []
+    robustness.print_table("t", ["a", "bb"], [[1, "x"]], shown.append)
+    assert shown[1].split() == ["a", "bb"] and shown[3].split() == ["1", "x"]
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not os.path.exists(robustness.CHROMIUM), reason="/usr/bin/chromium is missing")
 def test_xss_payloads_run_nothing_in_chromium(bench):
