@@ -190,3 +190,26 @@ def test_the_page_says_how_long_the_chunk_limit_takes_on_a_cpu():
     text = Limits().describe()
     assert "10,000 chunks" in text and "minutes" in text and "MB kept per session" in text
     assert np.isfinite(Limits().max_session_mb) and isinstance(Corpus, type)
+
+
+def test_session_dirs_left_by_an_earlier_process_are_swept(tmp_path, monkeypatch):
+    import os
+    import time
+
+    from bge_explorer.app import workspace
+
+    monkeypatch.setenv("BGE_EXPLORER_TMP_DIR", str(tmp_path))
+    orphan = tmp_path / "session-from-before-a-restart"
+    (orphan / "uploads").mkdir(parents=True)
+    old = time.time() - 7200
+    os.utime(orphan, (old, old))
+    fresh = workspace.new_dir()
+    assert str(orphan) in workspace.sweep(ttl_s=3600) and not orphan.exists() and os.path.isdir(fresh)
+
+
+def test_the_unload_handler_receives_the_request():
+    """Gradio hands ``gr.Request`` only to a parameter annotated with it."""
+    from gradio.utils import get_type_hints
+
+    assert get_type_hints(app_state.client_left)["request"] is gr.Request
+    assert get_type_hints(ui.build_index)["request"] is gr.Request

@@ -14,6 +14,7 @@ import os
 import threading
 from typing import Any, Iterator
 
+import gradio as gr
 import numpy as np
 
 from bge_explorer.app import workspace
@@ -123,7 +124,7 @@ def running(app: AppState, request: Any) -> Iterator[None]:
                     del _RUNNING[key]
 
 
-def client_left(request: Any = None) -> None:
+def client_left(request: gr.Request = None) -> None:
     """``demo.unload``: the page's connection closed. Its running job stops at the next batch; nothing is deleted
     (the state lives on for a reconnect until Gradio drops it)."""
     with _RUNNING_LOCK:

@@ -66,6 +66,12 @@ def sweep(ttl_s: float | None = None) -> list[str]:
     now = time.monotonic()
     with _lock:
         stale = [path for path, used in _last_used.items() if now - used > ttl_s]
+        known = set(_last_used)
+    cutoff = time.time() - ttl_s  # left by an earlier process (a restart or a crash): judged by modification time
+    for entry in os.scandir(root()):
+        if (entry.name.startswith(SESSION_PREFIX) and entry.path not in known and entry.is_dir(follow_symlinks=False)
+                and entry.stat(follow_symlinks=False).st_mtime < cutoff):
+            stale.append(entry.path)
     for path in stale:
         remove(path)
     return stale

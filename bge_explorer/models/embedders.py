@@ -30,6 +30,7 @@ Progress = Callable[[int, int], None]
 DENSE, LEXICAL, MULTIVECTOR = "dense", "lexical", "multivector"
 OUTPUTS = (DENSE, LEXICAL, MULTIVECTOR)
 Encoded = dict  # {output: (n, dim) array for "dense", a list of n items for the others}
+TOKENIZE_BLOCK = 256  # texts tokenized per hold of the shared tokenizer
 
 
 class Embedder(abc.ABC):
@@ -71,6 +72,18 @@ class Embedder(abc.ABC):
         """Dense vectors of queries, each prefixed with ``instruction`` (exact string). (n,) -> (n, dim)."""
         return self.encode([instruction + q for q in queries], (DENSE,))[DENSE]
 
+    def _tokenize(self, texts: list[str]) -> dict[str, list]:
+        """Token ids (truncated, unpadded) of every text, :data:`TOKENIZE_BLOCK` texts at a time: the tokenizer is
+        shared too, so it is held per block and other sessions' queries get in between."""
+        inputs: dict[str, list] = {}
+        for start in range(0, len(texts), TOKENIZE_BLOCK):
+            with self._lock:
+                got = self.tokenizer(texts[start:start + TOKENIZE_BLOCK], truncation=True,
+                                     max_length=self.spec.max_length, verbose=False)
+            for key, values in got.items():
+                inputs.setdefault(key, []).extend(values)
+        return inputs
+
     def _check_outputs(self, outputs: Sequence[str]) -> None:
         unknown = [o for o in outputs if o not in self.produces]
         if unknown or not outputs:
@@ -102,8 +115,7 @@ class FlagEmbedder(Embedder):
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return {DENSE: out}
-        with self._lock:
-            inputs = self.tokenizer(texts, truncation=True, max_length=self.spec.max_length, verbose=False)
+        inputs = self._tokenize(texts)
         order = np.argsort([-len(ids) for ids in inputs["input_ids"]], kind="stable")
         for start in range(0, len(texts), self.batch_size):
             rows = order[start:start + self.batch_size]
@@ -171,8 +183,7 @@ class M3Embedder(Embedder):
                 out[name] = [None] * len(texts)
         if not texts:
             return out
-        with self._lock:
-            inputs = self.tokenizer(texts, truncation=True, max_length=self.spec.max_length, verbose=False)
+        inputs = self._tokenize(texts)
         order = np.argsort([-len(ids) for ids in inputs["input_ids"]], kind="stable")
         for start in range(0, len(texts), self.batch_size):
             rows = order[start:start + self.batch_size]
