@@ -15,12 +15,22 @@ class CorpusError(ExplorerError):
         super().__init__(f"{where}: {reason}")
 
 
-class ModelLoadError(ExplorerError):
+class NamedError(ExplorerError):
+    """An error about one named thing, kept as the attribute ``about`` says (``model``, ``field``) with ``reason``."""
+
+    about = "subject"
+    template = "{subject}: {reason}"
+
+    def __init__(self, subject: str, reason: str):
+        setattr(self, self.about, subject)
+        self.reason = reason
+        super().__init__(self.template.format(subject=subject, reason=reason))
+
+
+class ModelLoadError(NamedError):
     """A model could not be loaded. Names the model and the reason."""
 
-    def __init__(self, model: str, reason: str):
-        self.model, self.reason = model, reason
-        super().__init__(f"Cannot load model '{model}': {reason}")
+    about, template = "model", "Cannot load model '{subject}': {reason}"
 
 
 class LimitError(ExplorerError):
@@ -35,12 +45,10 @@ class SettingsError(ExplorerError):
     """An environment variable of the deployment holds a value that cannot be used. Names the variable."""
 
 
-class ConfigError(ExplorerError):
+class ConfigError(NamedError):
     """A retrieval configuration is invalid. Names the field."""
 
-    def __init__(self, field: str, reason: str):
-        self.field, self.reason = field, reason
-        super().__init__(f"{field}: {reason}")
+    about = "field"
 
 
 class QrelsError(CorpusError):
