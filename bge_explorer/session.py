@@ -35,6 +35,8 @@ WORDS = WordTokenizer()  # chunks by words when there is no model
 class Session(ProcessLocal):
     """Holds what one user built (see the module docstring)."""
 
+    _process_local = {"_lock": lambda self: threading.RLock()}
+
     def __init__(self, limits: Limits | None = None, settings: Settings | None = None) -> None:
         self.settings = settings or settings_module.current()
         self.limits = limits or self.settings.limits
@@ -46,8 +48,6 @@ class Session(ProcessLocal):
         self._states: collections.OrderedDict[tuple, IndexState] = collections.OrderedDict()
         self._lock = threading.RLock()
 
-    def _rebuild_local(self) -> None:
-        self._lock = threading.RLock()
 
     def _cache_budget(self) -> int:
         return int(self.limits.max_session_mb * 2**20 / 2)  # half the session's memory for cached encodings

@@ -23,7 +23,7 @@ def words(text: str) -> set[str]:
     return set(re.findall(r"\w+", text.lower()))
 
 
-class TitlePart(registry.Part):
+class TitlePart(registry.FirstStagePart):
     def __init__(self, titles: list[str]):
         self.titles = [words(t) for t in titles]
         self.nbytes = 0

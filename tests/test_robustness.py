@@ -128,7 +128,7 @@ def test_uploads_go_to_a_private_session_directory_deleted_with_the_session(tmp_
         session_hash = "tab-1"
 
     folder = b.workdir
-    app_state.client_left(Request())  # a dropped connection (a proxy, a network blip) wipes nothing
+    ui.client_left(Request())  # a dropped connection (a proxy, a network blip) wipes nothing
     assert os.path.exists(folder) and b.session.corpus is not None
 
     *_, c = ui.load_corpus([str(upload)])
@@ -151,7 +151,7 @@ def test_the_app_wires_ttl_cleanup_limits_and_a_shared_model_queue():
     assert len(model_events) == 4
     assert {n: fn.concurrency_id for n, fn in model_events.items()} == {
         "build_index": "builds", "search": "models", "compare_prefix": "models", "evaluate": "models"}
-    assert any(fn.fn is app_state.client_left for fn in demo.fns.values())
+    assert any(fn.fn is ui.client_left for fn in demo.fns.values())
 
 
 def test_k_and_top_n_out_of_range_name_the_limit(sample_corpus, tiny_encoder):

@@ -17,7 +17,6 @@ from bge_explorer.data.qrels import Judgments
 from bge_explorer.errors import LimitError
 from bge_explorer.evaluation.evaluate import evaluate
 from bge_explorer.models.loading import load_embedder
-from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.retrieval.embedding_cache import EmbeddingCache
 from bge_explorer.session import Session
 from bge_explorer.settings import Limits
@@ -105,7 +104,7 @@ def _build_stopped_by(action, tiny_encoder, sample_corpus):
 
 
 @pytest.mark.parametrize("action", [lambda app, request: ui.stop(app),
-                                    lambda app, request: app_state.client_left(request)],
+                                    lambda app, request: ui.client_left(request)],
                          ids=["stop-button", "client-left"])
 def test_a_build_stops_quietly_and_leaves_nothing_half_built(action, tiny_encoder, sample_corpus):
     app, out = _build_stopped_by(action, tiny_encoder, sample_corpus)
@@ -211,5 +210,5 @@ def test_the_unload_handler_receives_the_request():
     """Gradio hands ``gr.Request`` only to a parameter annotated with it."""
     from gradio.utils import get_type_hints
 
-    assert get_type_hints(app_state.client_left)["request"] is gr.Request
+    assert get_type_hints(ui.client_left)["request"] is gr.Request
     assert get_type_hints(ui.build_index)["request"] is gr.Request

@@ -239,6 +239,13 @@ def build_index(model: str = DEFAULT_MODEL, pooling: str = "auto", model_class: 
     return (loaded_model_html(app), status, embedder.spec.instruction, _chunks_preview(app), box("info", counts), app)
 
 
+def client_left(request: gr.Request = None) -> None:
+    """``demo.unload``: the page's connection closed. Its running job stops at the next batch; nothing is deleted
+    (the state lives on for a reconnect until Gradio drops it). Gradio passes ``gr.Request`` only to a parameter
+    annotated with it."""
+    app_state.cancel_running(getattr(request, "session_hash", None))
+
+
 def stop(state: Any = None):
     """The Stop button: the build (or evaluation) in flight ends at its next batch."""
     app = app_state.get(state)

@@ -13,7 +13,8 @@ import gradio as gr
 from bge_explorer import settings
 from bge_explorer.app import hybrid, state as app_state, workspace
 from bge_explorer.app.evaluate import build_evaluate_tab
-from bge_explorer.app.explorer import (INSTRUCTION_MODES, NO_RERANKER, build_index, compare_prefix, explain,
+from bge_explorer.app.explorer import (INSTRUCTION_MODES, NO_RERANKER, build_index, client_left, compare_prefix,
+                                       explain,
                                        explain_after, explain_before, export_chunks, export_map, export_results,
                                        load_corpus, load_sample, map_view, model_info, open_evaluated_query,
                                        rerun_search, retrieval_info, search, show_after_chunk, show_before_chunk,
@@ -85,7 +86,7 @@ def build_app() -> gr.Blocks:
             [evaluate_parts["selected_query"], evaluate_parts["selected_relevant"], page.instruction_mode,
              page.instruction, page.k, page.reranker, page.top_n, page.state, *page.retrieval_inputs],
             [page.tabs, page.query, *page.search_outputs], api_visibility="private", **page.models)
-        demo.unload(app_state.client_left)
+        demo.unload(client_left)
     return demo
 
 

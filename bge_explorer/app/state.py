@@ -14,7 +14,6 @@ import os
 import threading
 from typing import Any, Iterator
 
-import gradio as gr
 import numpy as np
 
 from bge_explorer.app import workspace
@@ -28,9 +27,9 @@ from bge_explorer.session import Session
 
 
 class AppState(ProcessLocal):
-    _process_local = ("_cancel",)
-
     """The engine session and the page's view of it: the last ranking, maps, marks, files, cancellation."""
+
+    _process_local = {"_cancel": lambda self: threading.Event()}
 
     def __init__(self) -> None:
         self.session = Session()
@@ -48,8 +47,6 @@ class AppState(ProcessLocal):
         self.closed = False
         self._cancel = threading.Event()
 
-    def _rebuild_local(self) -> None:
-        self._cancel = threading.Event()
 
     # -- files -------------------------------------------------------------------------------------------
 
@@ -109,7 +106,7 @@ _RUNNING_LOCK = threading.Lock()
 @contextlib.contextmanager
 def running(app: AppState, request: Any) -> Iterator[None]:
     """Mark a long job of ``app`` as running for its browser session (``request.session_hash``), so that the
-    client leaving (:func:`client_left`) stops it; clears an earlier Stop."""
+    client leaving (:func:`cancel_running`) stops it; clears an earlier Stop."""
     app.start_work()
     key = getattr(request, "session_hash", None)
     if key:
@@ -124,11 +121,10 @@ def running(app: AppState, request: Any) -> Iterator[None]:
                     del _RUNNING[key]
 
 
-def client_left(request: gr.Request = None) -> None:
-    """``demo.unload``: the page's connection closed. Its running job stops at the next batch; nothing is deleted
-    (the state lives on for a reconnect until Gradio drops it)."""
+def cancel_running(session_hash: str | None) -> None:
+    """Stop the running job of that browser session, if any, at its next batch; nothing is deleted."""
     with _RUNNING_LOCK:
-        app = _RUNNING.get(getattr(request, "session_hash", None) or "")
+        app = _RUNNING.get(session_hash or "")
     if app is not None:
         app.cancel()
 

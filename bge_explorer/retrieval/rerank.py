@@ -20,8 +20,6 @@ class RerankCache(ProcessLocal):
         self._lock = threading.Lock()
         self.pairs_scored = 0  # pairs sent to a cross-encoder, for "no work twice" checks
 
-    def _rebuild_local(self) -> None:
-        self._lock = threading.Lock()
 
     def logits(self, reranker: Reranker, query: str, passages: Sequence[str],
                progress: Callable[[int, int], None] | None = None) -> np.ndarray:

@@ -45,8 +45,6 @@ class IndexState(ProcessLocal):
         self._estimates: dict[str, int] = {}
         self.limits = limits
 
-    def _rebuild_local(self) -> None:
-        self._lock = threading.Lock()
 
     @property
     def passages(self) -> list[str]:

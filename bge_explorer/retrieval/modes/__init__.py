@@ -11,11 +11,11 @@ evaluation all read :data:`REGISTRY`; adding a mode is one module that calls :fu
 """
 from __future__ import annotations
 
-from bge_explorer.retrieval.modes.base import (FIRST_STAGE, REGISTRY, RESCORER, Mode, Part, QueryInput, get, names,
-                                               register, unregister)
+from bge_explorer.retrieval.modes.base import (FIRST_STAGE, REGISTRY, RESCORER, FirstStagePart, Mode, Part, QueryInput,
+                                               get, names, register, unregister)
 # Each module registers itself; the import order is the registry order, i.e. the order of score columns, of fusion
 # and of positional --weights: dense, sparse, colbert, bm25 (keep it; do not sort these imports).
 from bge_explorer.retrieval.modes import dense, sparse, colbert, bm25  # noqa: E402,F401,I001
 
-__all__ = ["FIRST_STAGE", "RESCORER", "REGISTRY", "Mode", "Part", "QueryInput", "get", "names", "register",
+__all__ = ["FIRST_STAGE", "RESCORER", "REGISTRY", "FirstStagePart", "Mode", "Part", "QueryInput", "get", "names", "register",
            "unregister"]

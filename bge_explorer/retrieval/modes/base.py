@@ -48,9 +48,13 @@ class Part(abc.ABC):
     def score(self, query: QueryInput, rows: np.ndarray) -> np.ndarray:
         """(len(rows),) float scores of ``query`` with the given chunk rows."""
 
+
+class FirstStagePart(Part):
+    """A part that also finds candidates in the whole corpus (a first-stage mode's part)."""
+
+    @abc.abstractmethod
     def search_many(self, queries: Sequence[QueryInput], k: int) -> list[np.ndarray]:
-        """First stages: per query, the rows (k',) int64 of its top ``k`` chunks, best first (k' <= k)."""
-        raise NotImplementedError(f"{type(self).__name__} is a rescorer: it finds no candidates of its own")
+        """Per query, the rows (k',) int64 of its top ``k`` chunks, best first (k' <= k)."""
 
 
 class Mode(abc.ABC):

@@ -8,22 +8,20 @@ import numpy as np
 
 from bge_explorer.pickling import ProcessLocal
 from bge_explorer.retrieval.bm25_index import BM25Index
-from bge_explorer.retrieval.modes.base import FIRST_STAGE, Mode, Part, QueryInput, register
+from bge_explorer.retrieval.modes.base import FIRST_STAGE, FirstStagePart, Mode, QueryInput, register
 from bge_explorer.retrieval.sparse_index import top_k
 
 
 KEPT_QUERIES = 64  # the pipeline's query batch: each query's scores over all chunks serve its rescoring too
 
 
-class BM25Part(ProcessLocal, Part):
+class BM25Part(ProcessLocal, FirstStagePart):
     def __init__(self, index: BM25Index):
         self.index = index
         self.nbytes = index.nbytes
         self._recent: collections.OrderedDict[str, np.ndarray] = collections.OrderedDict()
         self._lock = threading.Lock()
 
-    def _rebuild_local(self) -> None:
-        self._lock = threading.Lock()
 
     def _all(self, text: str) -> np.ndarray:
         """(n,) BM25 scores of the query with every chunk, computed once per recent query."""

@@ -6,19 +6,17 @@ import numpy as np
 from bge_explorer.models.embedders import DENSE
 from bge_explorer.pickling import ProcessLocal
 from bge_explorer.retrieval.dense_index import DenseIndex
-from bge_explorer.retrieval.modes.base import FIRST_STAGE, Mode, Part, QueryInput, register
+from bge_explorer.retrieval.modes.base import FIRST_STAGE, FirstStagePart, Mode, QueryInput, register
 
 
-class DensePart(ProcessLocal, Part):
-    _process_local = ("index",)
+class DensePart(ProcessLocal, FirstStagePart):
+    _process_local = {"index": lambda self: DenseIndex(self.vectors)}
 
     def __init__(self, vectors: np.ndarray):
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         self.index = DenseIndex(self.vectors)
         self.nbytes = int(self.vectors.nbytes)
 
-    def _rebuild_local(self) -> None:
-        self.index = DenseIndex(self.vectors)
 
     def score(self, query: QueryInput, rows: np.ndarray) -> np.ndarray:
         return (self.vectors[rows] @ np.asarray(query.encoded[DENSE], np.float32)).astype(np.float32)

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 
 from bge_explorer.models.embedders import LEXICAL
-from bge_explorer.retrieval.modes.base import FIRST_STAGE, Mode, Part, QueryInput, register
+from bge_explorer.retrieval.modes.base import FIRST_STAGE, FirstStagePart, Mode, QueryInput, register
 from bge_explorer.retrieval.sparse_index import SparseIndex
 
 
-class SparsePart(Part):
+class SparsePart(FirstStagePart):
     def __init__(self, index: SparseIndex):
         self.index = index
         self.nbytes = index.nbytes
