@@ -386,8 +386,9 @@ def search(query: str, instruction_mode: str = "model default", instruction: str
                                          weights_of(*weights) if weights else hybrid.default_weights())
         ranking = session.search(query, config)
         embedder = session.embedder
-        app.query_vector = (embedder.encode_queries([query], ranking.instruction)[0]
-                            if embedder is not None and "dense" in embedder.produces else None)
+        app.query_vector = ranking.query_vector  # encoded once by the pipeline; modes without it encode for the map
+        if app.query_vector is None and embedder is not None and "dense" in embedder.produces:
+            app.query_vector = embedder.encode_queries([query], ranking.instruction)[0]
     except ExplorerError as exc:
         raise fail(exc) from None
     app.ranking, app.ranking_state, app.ranking_config, app.shown_k = ranking, session.current, config, k

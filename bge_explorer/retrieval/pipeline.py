@@ -17,6 +17,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from bge_explorer.models.embedders import DENSE
 from bge_explorer.models.rerankers import Reranker
 from bge_explorer.retrieval import fusion as fz
 from bge_explorer.retrieval import modes as registry
@@ -69,7 +70,7 @@ def rank(state: IndexState, the_plan: Plan, queries: Sequence[str], instruction:
             order = np.lexsort((cand, -fused))[:k]
             out.append(Ranking(query.text, instruction, state.chunks, cand[order], fused[order],
                                {m: s[order] for m, s in scores.items()}, {m: r[order] for m, r in ranks.items()},
-                               the_plan))
+                               the_plan, query_vector=query.encoded.get(DENSE)))
         if progress:
             progress(min(start + BATCH, len(queries)), len(queries))
     return out

@@ -24,7 +24,8 @@ class Ranking:
     """``rows`` (k,) int64 chunk rows best first; ``score`` (k,) fused (or the one mode's) scores; ``scores`` and
     ``ranks``: ``{mode: (k,)}`` for every mode computed (ranks among the candidates, 1 = best; for a row in that
     mode's own top k this is its rank in the whole corpus). ``rerank_logits`` (n,) for ``rows[:n]`` when a
-    reranker ran. ``plan`` is the :class:`~bge_explorer.retrieval.planner.Plan` that made it."""
+    reranker ran. ``plan`` is the :class:`~bge_explorer.retrieval.planner.Plan` that made it; ``query_vector`` the
+    query's dense vector when the plan encoded one (the map places the query with it)."""
 
     query: str
     instruction: str
@@ -36,6 +37,7 @@ class Ranking:
     plan: object = None
     reranker: str | None = None
     rerank_logits: np.ndarray | None = None
+    query_vector: np.ndarray | None = None  # (dim,) the query's dense vector, when the plan encoded one
 
     def __len__(self) -> int:
         return len(self.rows)
