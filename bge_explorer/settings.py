@@ -110,6 +110,7 @@ class Settings:
     model_concurrency: int = 0  # BGE_EXPLORER_MODEL_CONCURRENCY; 0: 2 on CPU, 4 on GPU
     server_concurrency: int = 2  # BGE_EXPLORER_CONCURRENCY: Gradio's default concurrency limit per event
     session_ttl_s: float = 3_600.0  # BGE_EXPLORER_SESSION_TTL_S: idle seconds before a session is dropped
+    max_sessions: int = 1_000  # BGE_EXPLORER_MAX_SESSIONS: browser sessions Gradio keeps (state_session_capacity)
     tmp_dir: str = ""  # BGE_EXPLORER_TMP_DIR; empty: <system temp>/bge-explorer-sessions
     auto_umap: bool = True  # BGE_EXPLORER_AUTO_UMAP=0 turns off fitting UMAP in the background after a build
     public: bool = False  # BGE_EXPLORER_PUBLIC=1 or SPACE_ID set
@@ -129,6 +130,7 @@ class Settings:
             model_concurrency=_number(env, PREFIX + "MODEL_CONCURRENCY", d.model_concurrency),
             server_concurrency=_number(env, PREFIX + "CONCURRENCY", d.server_concurrency),
             session_ttl_s=_number(env, PREFIX + "SESSION_TTL_S", d.session_ttl_s),
+            max_sessions=_number(env, PREFIX + "MAX_SESSIONS", d.max_sessions),
             tmp_dir=env.get(PREFIX + "TMP_DIR", ""),
             auto_umap=env.get(PREFIX + "AUTO_UMAP", "1") != "0",
             public=env.get(PREFIX + "PUBLIC", "") == "1" or bool(env.get("SPACE_ID")),

@@ -42,7 +42,7 @@ def app_url():
     demo.queue(default_concurrency_limit=2)
     port = free_port()
     demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=port,
-                css_paths=[app_module.CSS_PATH])
+                **app_module.launch_options())
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

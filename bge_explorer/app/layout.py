@@ -9,9 +9,11 @@ from types import SimpleNamespace
 from typing import Callable
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from bge_explorer import settings
 from bge_explorer.app import hybrid, state as app_state, workspace
+from bge_explorer.app.components import number_input, slider_input
 from bge_explorer.app.evaluate import build_evaluate_tab
 from bge_explorer.app.explorer import (INSTRUCTION_MODES, NO_RERANKER, build_index, client_left, compare_prefix,
                                        explain,
@@ -53,6 +55,7 @@ def build_app() -> gr.Blocks:
     assets/style.css (see app.py)."""
     config = settings.current()
     ttl = workspace.session_ttl_s()
+    workspace.start_sweeper(get_upload_folder())  # idle sessions' files and Gradio's leftovers, on a schedule
     # Gradio's own copies of uploads and outputs (in GRADIO_TEMP_DIR) are deleted once older than the session TTL.
     with gr.Blocks(title="BGE Explorer", analytics_enabled=False, fill_width=True,
                    delete_cache=(int(max(60, min(600, ttl))), int(max(60, ttl)))) as demo:
@@ -114,8 +117,8 @@ def _corpus_tab(page: Page) -> None:
     with gr.Row():
         page.chunking = gr.Radio(["tokens", "none"], value="tokens", label="Chunking",
                                  info="none: one chunk per document")
-        page.chunk_size = gr.Number(DEFAULT_SIZE, label="Chunk size (tokens)", precision=0, minimum=1)
-        page.overlap = gr.Number(DEFAULT_OVERLAP, label="Overlap (tokens)", precision=0, minimum=0)
+        page.chunk_size = number_input(DEFAULT_SIZE, label="Chunk size (tokens)", precision=0, minimum=1)
+        page.overlap = number_input(DEFAULT_OVERLAP, label="Overlap (tokens)", precision=0, minimum=0)
     page.chunk_counts = gr.HTML(elem_id="chunk-counts")
     page.chunks_df = _df("Chunks", elem_id="chunks")
     outputs = [corpus_summary, documents, problems, page.state]
@@ -157,10 +160,10 @@ def _search_tab(page: Page) -> None:
                                 elem_id="query")
         search_btn = gr.Button("Search", variant="primary", scale=1, elem_id="search-btn")
     with gr.Row():
-        page.k = gr.Slider(1, limits.max_k, value=SHOWN_K, step=1, label="Top k")
+        page.k = slider_input(1, limits.max_k, value=SHOWN_K, step=1, label="Top k")
         page.reranker = gr.Dropdown([NO_RERANKER] + RERANKERS, value=NO_RERANKER, allow_custom_value=True,
                                     label="Reranker (catalog, Hub id or local path)", elem_id="reranker")
-        page.top_n = gr.Slider(1, limits.max_k, value=DEFAULT_TOP_N, step=1, label="Candidates the reranker rescores")
+        page.top_n = slider_input(1, limits.max_k, value=DEFAULT_TOP_N, step=1, label="Candidates the reranker rescores")
     with gr.Accordion("Retrieval mode: dense, sparse, ColBERT, BM25, hybrid", open=False, elem_id="retrieval-mode"):
         with gr.Row():
             retrieval = gr.Radio(hybrid.mode_choices(), value="dense", label="Mode", elem_id="mode",
@@ -169,7 +172,7 @@ def _search_tab(page: Page) -> None:
                               info="auto: m3 for a BGE-M3 model's own modes, else rrf; "
                                    + "; ".join(f"{n}: {f.label}" for n, f in FUSIONS.items()))
         with gr.Row():  # one weight per registered mode: a new mode gets its slider here
-            weights = [gr.Slider(0, 1, value=w, step=0.05, label=f"{hybrid.short_label(m)} weight",
+            weights = [slider_input(0, 1, value=w, step=0.05, label=f"{hybrid.short_label(m)} weight",
                                  elem_id=f"weight-{m}") for m, w in hybrid.default_weights().items()]
         with gr.Row():
             colbert_on = gr.Checkbox(False, label="ColBERT on (keeps a vector per chunk token)", elem_id="colbert-on")
@@ -207,7 +210,7 @@ def _explain_panel(page: Page, before: gr.Dataframe, after: gr.Dataframe) -> lis
     """"Why this match": -> the outputs a picked row fills (its rank, then the explanation's parts)."""
     with gr.Accordion("Why this match (select a result)", open=True, elem_id="why"):
         with gr.Row():
-            rank = gr.Number(1, label="Result (rank in retrieval order)", precision=0, minimum=1, elem_id="explain-rank")
+            rank = number_input(1, label="Result (rank in retrieval order)", precision=0, minimum=1, elem_id="explain-rank")
             explain_btn = gr.Button("Explain", elem_id="explain-btn")
         summary = gr.HTML(elem_id="explain-summary")
         with gr.Row(equal_height=False):
@@ -227,7 +230,7 @@ def _compare_tab(page: Page) -> None:
                 "Model & index tab; empty means the model's default).")
     with gr.Row():
         query = gr.Textbox(label="Query", scale=4, elem_id="compare-query")
-        k = gr.Slider(1, page.limits.max_k, value=SHOWN_K, step=1, label="Top k")
+        k = slider_input(1, page.limits.max_k, value=SHOWN_K, step=1, label="Top k")
         compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
     summary = gr.HTML(elem_id="compare-summary")
     with gr.Row(equal_height=False):
