@@ -17,10 +17,12 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from bge_explorer.errors import ConfigError
 from bge_explorer.models.embedders import DENSE
 from bge_explorer.models.rerankers import Reranker
 from bge_explorer.retrieval import fusion as fz
 from bge_explorer.retrieval import modes as registry
+from bge_explorer.retrieval.bm25_index import ANALYZERS
 from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.retrieval.planner import Plan, plan
 from bge_explorer.retrieval.rerank import RerankCache
@@ -100,6 +102,9 @@ def retrieve(session, config: RetrievalConfig, queries: Sequence[str], *, state:
         session.limits.check_query(query, config.k, instruction)
     session.limits.check_k(config.top_n, "top n")
     the_plan = plan(config, state)
+    if "bm25" in the_plan.computed and state.bm25_settings != ANALYZERS[config.bm25]:
+        raise ConfigError("bm25", f"the configuration asks for the {config.bm25!r} analyzer, but this index was "
+                                  f"built with {state.bm25_settings.describe()}")
     rankings = rank(state, the_plan, queries, instruction, config.k, rrf_k=config.rrf_k)
     if config.reranker:
         reranker = session.reranker(config)
