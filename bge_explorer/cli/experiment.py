@@ -1,0 +1,82 @@
+"""``python -m bge_explorer experiment``: many configurations over one set of judged queries."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import pandas as pd
+
+from bge_explorer.cli.evaluate import add_data_options, load_data, stage_progress
+from bge_explorer.cli.options import resolve_default_model
+from bge_explorer.errors import ExplorerError
+from bge_explorer.evaluation.experiment import METRICS, ExperimentPlan, ExperimentResult, run_experiment
+from bge_explorer.retrieval.config import RetrievalConfig
+from bge_explorer.session import Session
+
+
+def add_experiment_command(commands) -> None:
+    ex = commands.add_parser(
+        "experiment", help="many configurations on labelled queries, with intervals and Holm-adjusted tests",
+        description="Evaluate the named configurations of a YAML/JSON file (a list value on a field expands into "
+                    "a sweep) on labelled queries, against a baseline. Configurations sharing a model, chunking "
+                    "and precision embed the corpus once.")
+    add_data_options(ex)
+    ex.add_argument("--configs", required=True, metavar="FILE",
+                    help="YAML or JSON: {configurations: [{name: ..., <fields>}, ...], baseline: NAME}")
+    ex.add_argument("--baseline", metavar="NAME", help="the configuration the others are tested against "
+                                                       "(default: the file's baseline, else the first)")
+    ex.add_argument("--resamples", type=int, default=10_000, help="random sign flips and bootstrap samples")
+    ex.add_argument("--json", metavar="FILE", help="write the experiment (per configuration: config, metrics with "
+                                                   "intervals, judged@10, condensed nDCG, p and Holm p) as JSON")
+    ex.add_argument("--csv", metavar="FILE", help="write the per-query metrics of every configuration as CSV")
+    ex.set_defaults(run=cmd_experiment)
+
+
+def format_experiment(result: ExperimentResult) -> str:
+    """One row per configuration: each metric's mean and interval, p (Holm) against the baseline, judged@10."""
+    columns: dict[str, list[str]] = {}
+    names = list(result.results)
+    for metric in result.metrics:
+        table = result.table(metric)
+        columns[metric] = [f"{table.at[n, 'mean']:.4f} [{table.at[n, 'ci_low']:.4f}, {table.at[n, 'ci_high']:.4f}]"
+                           for n in names]
+        columns[f"p {metric} (Holm)"] = ["baseline" if n == result.plan.baseline else
+                                         f"{table.at[n, 'p_value']:.4f} ({table.at[n, 'p_holm']:.4f})" for n in names]
+    first = result.table(result.metrics[0])
+    columns["judged@10"] = [f"{first.at[n, 'judged@10']:.3f}" for n in names]
+    columns["ndcg_condensed@10"] = [f"{first.at[n, 'ndcg_condensed@10']:.4f}" for n in names]
+    text = pd.DataFrame(columns, index=pd.Index(names, name="configuration")).to_string()
+    best, margin, p = result.best(result.metrics[0])
+    verdict = (f"best on {result.metrics[0]}: {best}, the baseline itself" if best == result.plan.baseline else
+               f"best on {result.metrics[0]}: {best}, {margin:+.4f} over {result.plan.baseline} (Holm p = {p:.4f})")
+    return f"{text}\n{verdict}"
+
+
+def cmd_experiment(args: argparse.Namespace) -> None:
+    data = load_data(args)
+    if data.corpus is None:
+        raise ExplorerError("the dataset has no corpus.jsonl")
+    for note in data.corpus.notes + data.judgments.notes:
+        print(f"note: {note}", file=sys.stderr)
+    plan = ExperimentPlan.load(args.configs, base=RetrievalConfig(chunk_size=None))
+    plan.configurations = [resolve_default_model(c) for c in plan.configurations]
+    if args.baseline:
+        plan.baseline = args.baseline
+    plan.checked()
+    print(f"{len(plan.configurations)} configurations on {len(data.judgments)} queries, baseline "
+          f"{plan.baseline}", file=sys.stderr)
+    session = Session()
+    session.set_corpus(data.corpus)
+    result = run_experiment(session, data.judgments, plan, metrics=METRICS, progress=stage_progress(),
+                            missing="drop" if args.drop_missing else "raise", n_resamples=args.resamples,
+                            on_result=lambda name, r: print(f"done: {name} ({sum(r.timings.values()):.1f} s)",
+                                                            file=sys.stderr))
+    print(format_experiment(result))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result.to_dict(), f, indent=1, ensure_ascii=False)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.csv:
+        result.per_query().to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}", file=sys.stderr)
