@@ -161,3 +161,46 @@ def test_scifact_experiment_equals_separate_evaluations_with_one_corpus_encode()
     table = result.table("ndcg@10")
     print(table.to_string())
     assert table.at["MiniLM", "mean"] == pytest.approx(test_scifact.MTEB_NDCG_AT_10, abs=test_scifact.TOLERANCE)
+
+
+def test_query_sets_from_lines_csv_and_jsonl(tmp_path):
+    from bge_explorer.data.qrels import QrelsError, parse_query_set, read_query_set
+
+    assert parse_query_set("tower\n\n  bridge \ntower\n") == ["tower", "bridge"]
+    (tmp_path / "q.csv").write_text("id,question\n1,where is the tower\n2,who built it\n")
+    assert read_query_set(tmp_path / "q.csv") == ["where is the tower", "who built it"]
+    (tmp_path / "q.jsonl").write_text('{"_id": "a", "text": "one"}\n{"_id": "b", "text": "two"}\n')
+    assert read_query_set(tmp_path / "q.jsonl") == ["one", "two"]
+    (tmp_path / "empty.txt").write_text("\n \n")
+    with pytest.raises(QrelsError, match="empty.txt"):
+        read_query_set(tmp_path / "empty.txt")
+
+
+def test_cli_compare_two_configurations_over_a_query_set(sample_corpus, tiny_encoder, tmp_path, capsys):
+    from bge_explorer.retrieval.compare import rbo
+    from bge_explorer.retrieval.pipeline import retrieve
+
+    queries = ["eiffel tower paris", "great wall of china", "river nile"]
+    (tmp_path / "q.txt").write_text("\n".join(queries))
+    a = RetrievalConfig(model=tiny_encoder, chunk_size=None, instruction="")
+    b = RetrievalConfig(model=None, modes=("bm25",), chunk_size=None)
+    (tmp_path / "a.yaml").write_text(a.to_yaml())
+    (tmp_path / "b.yaml").write_text(b.to_yaml())
+    out = tmp_path / "cmp.json"
+    assert main(["compare", "--corpus", sample_corpus, "--queries", str(tmp_path / "q.txt"), "--a",
+                 str(tmp_path / "a.yaml"), "--b", str(tmp_path / "b.yaml"), "--k", "5", "--json", str(out)]) == 0
+    assert "RBO" in capsys.readouterr().out
+    payload = json.loads(out.read_text())
+    session = Session()
+    session.load_corpus([sample_corpus])
+    for row, query in zip(payload["per_query"], queries):  # by hand: each side's top 5 documents
+        top_a = list(dict.fromkeys(retrieve(session, a, [query])[0].table["doc_id"].astype(str)))[:5]
+        top_b = list(dict.fromkeys(retrieve(session, b, [query])[0].table["doc_id"].astype(str)))[:5]
+        assert row["a_top"] == top_a and row["b_top"] == top_b
+        assert row["overlap"] == len(set(top_a) & set(top_b)) and row["rbo"] == pytest.approx(rbo(top_a, top_b))
+    assert payload["means"]["rbo"] == pytest.approx(np.mean([r["rbo"] for r in payload["per_query"]]))
+    (tmp_path / "b.yaml").write_text(a.to_yaml())
+    assert main(["compare", "--corpus", sample_corpus, "--queries", str(tmp_path / "q.txt"), "--a",
+                 str(tmp_path / "a.yaml"), "--b", str(tmp_path / "b.yaml"), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["means"] == {"overlap": 10.0, "jaccard": 1.0, "rbo": pytest.approx(1.0),
+                                                    "same_rank": 10.0}

@@ -1,4 +1,5 @@
-"""``python -m bge_explorer experiment``: many configurations over one set of judged queries."""
+"""``python -m bge_explorer experiment`` (many configurations over judged queries) and ``compare`` (two configurations
+over a query set, no judgments)."""
 from __future__ import annotations
 
 import argparse
@@ -8,9 +9,11 @@ import sys
 import pandas as pd
 
 from bge_explorer.cli.evaluate import add_data_options, load_data, stage_progress
-from bge_explorer.cli.options import resolve_default_model
+from bge_explorer.cli.options import add_corpus_options, resolve_default_model
+from bge_explorer.data.qrels import read_query_set
 from bge_explorer.errors import ExplorerError
 from bge_explorer.evaluation.experiment import METRICS, ExperimentPlan, ExperimentResult, run_experiment
+from bge_explorer.evaluation.pairwise import compare_configurations
 from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.session import Session
 
@@ -79,4 +82,47 @@ def cmd_experiment(args: argparse.Namespace) -> None:
         print(f"wrote {args.json}", file=sys.stderr)
     if args.csv:
         result.per_query().to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}", file=sys.stderr)
+
+
+def add_compare_command(commands) -> None:
+    cp = commands.add_parser(
+        "compare", help="two configurations over a query set without judgments: overlap, Jaccard, RBO",
+        description="Run configurations A and B over a query set on a corpus and compare their top-k documents per "
+                    "query (overlap@k, Jaccard@k, rank-biased overlap with p = 0.9), with the means.")
+    add_corpus_options(cp)
+    cp.add_argument("--queries", required=True, metavar="FILE",
+                    help="one query per line (.txt), BEIR queries.jsonl, or a CSV/TSV with a query column")
+    cp.add_argument("--a", required=True, metavar="FILE", help="configuration A (YAML or JSON)")
+    cp.add_argument("--b", required=True, metavar="FILE", help="configuration B (YAML or JSON)")
+    cp.add_argument("--k", type=int, default=10, help="documents compared per query (default 10)")
+    cp.add_argument("--json", metavar="FILE", help="write the means and the per-query comparison as JSON")
+    cp.add_argument("--csv", metavar="FILE", help="write the per-query comparison as CSV")
+    cp.set_defaults(run=cmd_compare)
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    if args.k < 1:
+        raise ExplorerError("--k must be at least 1")
+    queries = read_query_set(args.queries)
+    a = resolve_default_model(RetrievalConfig.load(args.a))
+    b = resolve_default_model(RetrievalConfig.load(args.b))
+    session = Session()
+    corpus = session.load_corpus(args.corpus, text_column=args.text_column, id_column=args.id_column,
+                                 title_column=args.title_column)
+    for note in corpus.notes:
+        print(f"note: {note}", file=sys.stderr)
+    result = compare_configurations(session, a, b, queries, args.k)
+    means = result.means()
+    print(f"A: {result.label_a}\nB: {result.label_b}\n{len(queries)} queries, top {args.k} documents: overlap "
+          f"{means['overlap']:.2f}, Jaccard {means['jaccard']:.3f}, RBO {means['rbo']:.3f}, same rank "
+          f"{means['same_rank']:.2f}")
+    shown = result.per_query[["query", "overlap", "jaccard", "rbo"]].sort_values("rbo").head(10)
+    print("least alike:\n" + shown.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result.to_dict(), f, indent=1, ensure_ascii=False)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.csv:
+        result.per_query.to_csv(args.csv, index=False)
         print(f"wrote {args.csv}", file=sys.stderr)
