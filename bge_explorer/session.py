@@ -15,6 +15,7 @@ from typing import Sequence
 
 from bge_explorer import settings as settings_module
 from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE, Chunks, chunk_documents
+from bge_explorer.data.judging import JudgmentStore
 from bge_explorer.data.corpus import Corpus, OnError, load_corpus
 from bge_explorer.errors import ConfigError, ExplorerError
 from bge_explorer.models.embedders import Embedder, Progress
@@ -43,6 +44,7 @@ class Session(ProcessLocal):
         self.corpus: Corpus | None = None
         self.cache = EmbeddingCache(self._cache_budget())
         self.rerank_cache = RerankCache()
+        self.judgments = JudgmentStore()  # grades the user gives in place, keyed by (query text, document id)
         self.current: IndexState | None = None
         self.config: RetrievalConfig | None = None  # how ``current`` was built (model, chunking)
         self._states: collections.OrderedDict[tuple, IndexState] = collections.OrderedDict()
@@ -86,6 +88,7 @@ class Session(ProcessLocal):
             self.corpus, self.current, self.config = None, None, None
             self._states.clear()
             self.cache, self.rerank_cache = EmbeddingCache(self._cache_budget()), RerankCache()
+            self.judgments = JudgmentStore()
 
     # -- chunks and index states ----------------------------------------------------------------------------
 

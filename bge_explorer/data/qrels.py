@@ -502,3 +502,23 @@ def load_beir(path: str | Path, split: str = "test", *, need_corpus: bool = True
         raise QrelsError(name, "expected a BEIR folder or a .zip of one")
     with extracted(path, name=name, **limits) as folder:
         return load_beir_folder(folder, split, need_corpus=need_corpus, name=name, missing=missing)
+
+
+def read_beir_judgments(path: str | Path, split: str = "test", *, name: str | None = None, **limits
+                        ) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """Every query and judgment of a BEIR folder or zip (``queries.jsonl``, ``qrels/<split>.tsv``; the corpus
+    is not read), as they are: queries without a relevant document kept, grades 0 kept -> (queries, qrels)."""
+    path = Path(path)
+    name = visible(name or path.name)
+
+    def read(folder: Path) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+        root = _beir_root(folder)
+        return (read_queries(_inside(folder, root / "queries.jsonl", name), f"{name}/queries.jsonl"),
+                read_qrels_tsv(_qrels_path(folder, root, split, name), f"{name}/qrels/{split}.tsv"))
+
+    if path.is_dir():
+        return read(path)
+    if not zipfile.is_zipfile(path):
+        raise QrelsError(name, "expected a BEIR folder or a .zip of one")
+    with extracted(path, name=name, **limits) as folder:
+        return read(folder)
