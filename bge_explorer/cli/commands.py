@@ -12,6 +12,7 @@ from typing import Sequence
 import pandas as pd
 
 from bge_explorer.cli.evaluate import add_evaluate_command
+from bge_explorer.cli.calibrate import add_calibrate_command
 from bge_explorer.cli.experiment import add_compare_command, add_experiment_command
 from bge_explorer.cli.options import (add_config_options, add_corpus_options, config_from_args, resolve_default_model,
                                       stderr_progress)
@@ -103,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluate_command(commands)
     add_experiment_command(commands)
     add_compare_command(commands)
+    add_calibrate_command(commands)
     return parser
 
 
