@@ -112,11 +112,18 @@ def test_cli_experiment_prints_the_table_and_writes_json_and_csv(beir_dir, tiny_
                                                       is not None else e for e in FOUR[:3]]}))
     out, per_query = tmp_path / "out.json", tmp_path / "per_query.csv"
     assert main(["experiment", "--beir", str(beir_dir), "--configs", str(configs), "--baseline", "bm25",
-                 "--resamples", "500", "--json", str(out), "--csv", str(per_query)]) == 0
+                 "--resamples", "500", "--json", str(out), "--csv", str(per_query), "--decision",
+                 str(tmp_path / "winner.yaml"), "--code-dir", str(tmp_path / "code")]) == 0
     printed = capsys.readouterr().out
     assert "dense+instruction" in printed and "baseline" in printed and "best on ndcg@10" in printed
     payload = json.loads(out.read_text())
     assert [c["name"] for c in payload["configurations"]] == ["dense", "dense+instruction", "bm25"]
+    best = max(payload["configurations"], key=lambda c: c["metrics"]["ndcg@10"]["mean"])
+    winner = RetrievalConfig.load(tmp_path / "winner.yaml")
+    assert winner.label == best["name"] and (winner.revision or not winner.model)  # a model is pinned
+    if winner.model:
+        assert sorted(os.listdir(tmp_path / "code")) == ["flagembedding_search.py", "langchain_search.py",
+                                                         "llamaindex_search.py"]
     rows = per_query.read_text().splitlines()
     assert rows[0].startswith("name,query_id,query,ndcg@10") and len(rows) == 1 + 3 * payload["queries"]
     assert main(["experiment", "--beir", str(beir_dir), "--configs", str(configs), "--baseline", "nope"]) == 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import pandas as pd
@@ -12,6 +13,7 @@ from bge_explorer.cli.evaluate import add_data_options, load_data, stage_progres
 from bge_explorer.cli.options import add_corpus_options, resolve_default_model
 from bge_explorer.data.qrels import read_query_set
 from bge_explorer.errors import ExplorerError
+from bge_explorer.evaluation.decision import TARGETS, decision, render_code
 from bge_explorer.evaluation.experiment import METRICS, ExperimentPlan, ExperimentResult, run_experiment
 from bge_explorer.evaluation.pairwise import compare_configurations
 from bge_explorer.retrieval.config import RetrievalConfig
@@ -33,6 +35,10 @@ def add_experiment_command(commands) -> None:
     ex.add_argument("--json", metavar="FILE", help="write the experiment (per configuration: config, metrics with "
                                                    "intervals, judged@10, condensed nDCG, p and Holm p) as JSON")
     ex.add_argument("--csv", metavar="FILE", help="write the per-query metrics of every configuration as CSV")
+    ex.add_argument("--decision", metavar="FILE.yaml", help="write the winner (best nDCG@10) with its metrics, model "
+                                                            "identity and judgments digest; --config reads it back")
+    ex.add_argument("--code-dir", metavar="DIR", help="write ready-to-run scripts for the winner (FlagEmbedding, "
+                                                      "LangChain, LlamaIndex) into DIR")
     ex.set_defaults(run=cmd_experiment)
 
 
@@ -83,6 +89,35 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     if args.csv:
         result.per_query().to_csv(args.csv, index=False)
         print(f"wrote {args.csv}", file=sys.stderr)
+    if args.decision or args.code_dir:
+        write_winner(result, data.judgments, args.decision, args.code_dir)
+
+
+def write_winner(result: ExperimentResult, judgments, decision_path: str | None, code_dir: str | None) -> None:
+    """The best configuration on nDCG@10 as a decision file and scripts (dense configurations only)."""
+    import yaml
+
+    name, _, _ = result.best("ndcg@10")
+    winner = next(c for c in result.plan.configurations if c.label == name)
+    evaluated = result.results[name]
+    entry = next(c for c in result.to_dict()["configurations"] if c["name"] == name)
+    if decision_path:
+        exported = decision(winner, evaluated.config, judgments, entry["metrics"], baseline=result.plan.baseline,
+                            vs_baseline=entry["vs_baseline"])
+        with open(decision_path, "w", encoding="utf-8") as f:
+            yaml.safe_dump(exported, f, allow_unicode=True, sort_keys=False)
+        print(f"wrote the decision ({name}) to {decision_path}", file=sys.stderr)
+    if code_dir:
+        try:
+            scripts = {t: render_code(winner, evaluated.config, t) for t in TARGETS}
+        except ExplorerError as exc:
+            print(f"note: no code for {name}: {exc}", file=sys.stderr)
+            return
+        os.makedirs(code_dir, exist_ok=True)
+        for target, code in scripts.items():
+            with open(os.path.join(code_dir, f"{target}_search.py"), "w", encoding="utf-8") as f:
+                f.write(code)
+        print(f"wrote {len(scripts)} scripts for {name} to {code_dir}", file=sys.stderr)
 
 
 def add_compare_command(commands) -> None:
