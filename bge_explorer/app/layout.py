@@ -22,6 +22,7 @@ from bge_explorer.app.explorer import (INSTRUCTION_MODES, NO_RERANKER, build_ind
                                        rerun_search, retrieval_info, search_steps, show_after_chunk, show_before_chunk,
                                        stop, toggle_colbert)
 from bge_explorer.app.render import box, esc
+from bge_explorer.app.workbench import GRADE_KEYS_JS, build_workbench_tab
 from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
 from bge_explorer.data.corpus import FORMATS
 from bge_explorer.models.catalog import CATALOG, DEFAULT_MODEL, EMBEDDERS, RERANKERS
@@ -84,11 +85,14 @@ def build_app() -> gr.Blocks:
                 _export_tab(page)
             with gr.Tab("Evaluate", id="evaluate"):
                 evaluate_parts = build_evaluate_tab(page.state)
+            with gr.Tab("Workbench", id="workbench"):
+                build_workbench_tab(page)
         evaluate_parts["selected_query"].change(  # a per-query row opens in Search with its relevant documents
             gpu(open_evaluated_query),
             [evaluate_parts["selected_query"], evaluate_parts["selected_relevant"], page.instruction_mode,
              page.instruction, page.k, page.reranker, page.top_n, page.state, *page.retrieval_inputs],
             [page.tabs, page.query, *page.search_outputs], api_visibility="private", **page.models)
+        demo.load(None, js=GRADE_KEYS_JS)  # keys 0-3 and n grade in the Workbench's judging table
         demo.unload(client_left)
     return demo
 
