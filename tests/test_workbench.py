@@ -35,7 +35,7 @@ def test_judge_grade_by_row_and_go_to_the_next_unjudged(sample_corpus, tiny_enco
     with pytest.raises(gr.Error, match="0 to 3"):
         wb.grade_row(7, 1, app)
     # the same document is judged for every configuration: another search configuration sees the grade
-    ui.search("eiffel tower paris", "none", "", 10, ui.NO_RERANKER, 5, app)
+    ui.search_once("eiffel tower paris", "none", "", 10, ui.NO_RERANKER, 5, app)
     table, *_ = wb.judge_query("eiffel tower paris", app)
     graded = dict(zip(table["document"], table["grade"]))
     assert graded[ranked[0]] == "3 perfect"
@@ -69,7 +69,7 @@ def test_query_set_and_an_experiment_on_my_own_judgments(sample_corpus, tiny_enc
     template = yaml.safe_load(wb.experiment_template(app))
     assert [c["name"] for c in template["configurations"]] == ["dense, no instruction", "dense, model's instruction",
                                                                "BM25", "dense + BM25 (RRF)"]
-    status, table, figure, files, app = wb.run_experiment_tab(wb.experiment_template(app), "", app)
+    status, table, figure, files, app = wb.experiment(wb.experiment_template(app), "", app)
     assert "4 configurations on 2 judged queries" in status and len(table) == 4
     assert list(table.columns[:4]) == ["configuration", "ndcg@10", "ndcg@10 95% CI", "ndcg@10 p (Holm)"]
     names = [f.rsplit("/", 1)[-1] for f in files]
@@ -79,9 +79,9 @@ def test_query_set_and_an_experiment_on_my_own_judgments(sample_corpus, tiny_enc
     payload = json.loads(open(files[0], encoding="utf-8").read())
     assert payload["baseline"] == "BM25" and payload["queries"] == 2
     with pytest.raises(gr.Error, match="configurations"):
-        wb.run_experiment_tab("configurations: 5", "", app)
+        wb.experiment("configurations: 5", "", app)
     with pytest.raises(gr.Error, match="baseline"):
-        wb.run_experiment_tab(wb.experiment_template(app), "nope", app)
+        wb.experiment(wb.experiment_template(app), "nope", app)
 
 
 def test_calibrate_and_compare_from_the_tab(sample_corpus, tiny_encoder, tiny_reranker):
@@ -94,10 +94,10 @@ def test_calibrate_and_compare_from_the_tab(sample_corpus, tiny_encoder, tiny_re
     assert "3 judged pairs (1 relevant)" in status
     assert list(thresholds["score"]) == ["cosine", "cosine", "sigmoid", "sigmoid"]
     with pytest.raises(gr.Error, match="query set"):
-        wb.compare_tab("model: null\nmodes: [bm25]", "model: null\nmodes: [bm25]", 5, app)
+        wb.compare("model: null\nmodes: [bm25]", "model: null\nmodes: [bm25]", 5, app)
     wb.set_query_set("eiffel tower paris\nriver", None, app)
-    summary, table, app = wb.compare_tab(f"model: {tiny_encoder}\nchunk_size: null", "model: null\nmodes: [bm25]\n"
+    summary, table, app = wb.compare(f"model: {tiny_encoder}\nchunk_size: null", "model: null\nmodes: [bm25]\n"
                                          "chunk_size: null", 5, app)
     assert "2 queries, top 5" in summary and len(table) == 2
     with pytest.raises(gr.Error, match="A: unknown field"):
-        wb.compare_tab("modle: x", "model: null", 5, app)
+        wb.compare("modle: x", "model: null", 5, app)

@@ -19,7 +19,7 @@ from bge_explorer.app.explorer import (INSTRUCTION_MODES, NO_RERANKER, build_ind
                                        explain,
                                        explain_after, explain_before, export_chunks, export_map, export_results,
                                        load_corpus, load_sample, map_view, model_info, open_evaluated_query,
-                                       rerun_search, retrieval_info, search_steps, show_after_chunk, show_before_chunk,
+                                       rerun_search, retrieval_info, search, show_after_chunk, show_before_chunk,
                                        stop, toggle_colbert)
 from bge_explorer.app.render import box, esc
 from bge_explorer.app.workbench import GRADE_KEYS_JS, build_workbench_tab
@@ -196,7 +196,7 @@ def _search_tab(page: Page) -> None:
     inputs = [page.query, page.instruction_mode, page.instruction, page.k, page.reranker, page.top_n, state,
               *page.retrieval_inputs]
     # A generator: the retrieval table first, the reranked one filling in batch by batch.
-    gr.on([search_btn.click, page.query.submit], gpu(search_steps), inputs, page.search_outputs, api_name="search",
+    gr.on([search_btn.click, page.query.submit], gpu(search), inputs, page.search_outputs, api_name="search",
           show_progress="minimal", **page.models)
     gr.on([page.instruction_mode.input, page.k.release, page.top_n.release, page.reranker.input, retrieval.input,
            fusion.input, *(w.release for w in weights)], gpu(rerun_search), inputs, page.search_outputs,

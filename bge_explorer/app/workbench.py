@@ -273,9 +273,17 @@ def results_figure(result: ExperimentResult, metric: str = "ndcg@10"):
     return fig
 
 
-def run_experiment_tab(configs_yaml: str, baseline: str, state: Any = None, progress=gr.Progress(),
+def experiment(configs_yaml: str, baseline: str, state: Any = None, progress=gr.Progress(),
                        request: gr.Request = None):
-    """Run the configurations on the session's corpus and judgments. -> (status, table, chart, downloads, state)."""
+    """Run an experiment: up to 12 named retrieval configurations on this session's corpus and judgments, each
+    metric with a 95% interval and its Holm-adjusted p-value against the baseline; the winner exported as a
+    decision file and ready-to-run scripts. Returns (status, table, chart, downloads, state).
+
+    Args:
+        configs_yaml: YAML {baseline: NAME, configurations: [{name: ..., model: ..., instruction: ..., modes: [...],
+            reranker: ..., top_n: ...}, ...]}; a list value on a field expands into a sweep.
+        baseline: the configuration the others are tested against (empty: the file's, else the first).
+    """
     app = app_state.get(state)
     session = app.session
     try:
@@ -371,8 +379,15 @@ def _distribution(pairs: pd.DataFrame):
     return fig
 
 
-def compare_tab(a_yaml: str, b_yaml: str, k: float, state: Any = None):
-    """Configurations A and B over the query set, without judgments. -> (summary, per-query table, state)."""
+def compare(a_yaml: str, b_yaml: str, k: float, state: Any = None):
+    """Compare two retrieval configurations over this session's query set without judgments: per query the overlap,
+    Jaccard and rank-biased overlap (p = 0.9) of their top k documents. Returns (summary, per-query table, state).
+
+    Args:
+        a_yaml: configuration A as YAML fields, e.g. "model: bge-small-en-v1.5".
+        b_yaml: configuration B as YAML fields, e.g. "model: null\nmodes: [bm25]".
+        k: how many top documents to compare per query.
+    """
     app = app_state.get(state)
     session = app.session
     try:
@@ -510,11 +525,11 @@ def build_workbench_tab(page) -> None:
     picker.input(lambda q: q, picker, query, api_visibility="private").then(
         judge_query, [query, state], judged, api_visibility="private", **page.models)
     template.click(experiment_template, [state], configs, api_visibility="private")
-    event = run.click(run_experiment_tab, [configs, baseline, state], [status, results, chart, files, state],
+    event = run.click(experiment, [configs, baseline, state], [status, results, chart, files, state],
                       api_name="experiment", **page.models)
     stop.click(lambda s: app_state.get(s).cancel(), [state], None, cancels=[event], queue=False,
                api_visibility="private")
     cal_btn.click(calibrate, [reranker, target, state], [cal_status, thresholds, distribution, state],
                   api_name="calibrate", **page.models)
-    cmp_btn.click(compare_tab, [a_yaml, b_yaml, k, state], [cmp_status, cmp_table, state], api_name="compare",
+    cmp_btn.click(compare, [a_yaml, b_yaml, k, state], [cmp_status, cmp_table, state], api_name="compare",
                   **page.models)
