@@ -116,6 +116,8 @@ class Settings:
     max_model_mb: float = 3_000.0  # BGE_EXPLORER_MAX_MODEL_MB: a Hub model's download cap (its needed files)
     hub_allow: tuple[str, ...] = ()  # BGE_EXPLORER_HUB_ALLOW: comma-separated Hub ids a visitor may type; empty: any
     hub_token_for_visitors: bool = False  # BGE_EXPLORER_HUB_TOKEN_FOR_VISITORS=1: typed ids get HF_TOKEN too
+    cache_dir: str = ""  # BGE_EXPLORER_CACHE_DIR; empty: ~/.cache/bge-explorer (converted models, quality guard)
+    openvino: bool = True  # BGE_EXPLORER_OPENVINO=0 turns the OpenVINO backend off: auto then runs torch, saying so
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -135,6 +137,8 @@ class Settings:
             max_model_mb=_number(env, PREFIX + "MAX_MODEL_MB", d.max_model_mb),
             hub_allow=tuple(s.strip() for s in env.get(PREFIX + "HUB_ALLOW", "").split(",") if s.strip()),
             hub_token_for_visitors=env.get(PREFIX + "HUB_TOKEN_FOR_VISITORS", "") == "1",
+            cache_dir=env.get(PREFIX + "CACHE_DIR", ""),
+            openvino=env.get(PREFIX + "OPENVINO", "1") != "0",
         )
 
     def with_(self, **changes) -> Settings:
@@ -159,6 +163,12 @@ class Settings:
     def sessions_root(self) -> Path:
         """The folder holding every session directory (created 0700)."""
         folder = Path(self.tmp_dir or os.path.join(tempfile.gettempdir(), "bge-explorer-sessions"))
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return folder
+
+    def cache_root(self, part: str) -> Path:
+        """``part`` of the cache folder (BGE_EXPLORER_CACHE_DIR, default ~/.cache/bge-explorer), created 0700."""
+        folder = Path(self.cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "bge-explorer")) / part
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         return folder
 
