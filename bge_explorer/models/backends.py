@@ -108,7 +108,7 @@ def _guard_key(spec: ModelSpec, identity: str) -> str:
 
 
 def _read_guard(current: settings.Settings) -> dict:
-    try:
+    try:  # a cache folder that cannot be made reads as no results
         with open(_guard_file(current), encoding="utf-8") as f:
             data = json.load(f)
     except (OSError, ValueError):

@@ -23,6 +23,7 @@ import json
 import os
 import re
 import shutil
+import warnings
 from pathlib import Path
 from typing import Callable
 
@@ -229,7 +230,8 @@ def _convert(wrapper: type, load_torch: Callable[[], object], spec: ModelSpec, p
     tokenizer = torch_model.tokenizer
     sample = wrapper.sample_inputs(tokenizer, spec.max_length, False)[0]
     example = {name: torch.from_numpy(sample[name]) for name in GRAPH_INPUTS if name in sample}
-    with torch.no_grad():  # tracing first, then converting the traced module, is twice as fast as converting the module
+    with torch.no_grad(), warnings.catch_warnings():  # tracing, then converting, is twice as fast as converting
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: shapes are free
         traced = torch.jit.trace(wrapper.graph(torch_model).eval(), example_kwarg_inputs=example, strict=False)
         model = openvino.convert_model(traced)
     for port, name in zip(model.inputs, example, strict=True):  # the graph's inputs, in forward()'s order
