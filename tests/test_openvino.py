@@ -26,7 +26,7 @@ from bge_explorer.models.catalog import resolve_spec
 from bge_explorer.models.devices import cpu_has_bf16
 from bge_explorer.models.loading import load_embedder, load_reranker, locate
 from bge_explorer.retrieval.config import RetrievalConfig
-from conftest import random_corpus
+from conftest import SAMPLE_QUESTIONS, random_corpus
 
 pytest.importorskip("openvino")
 
@@ -58,12 +58,11 @@ def min_cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.min(np.sum(a * b, axis=1)))
 
 
-@pytest.mark.parametrize("pooling,precision,bound", [("cls", "fp32", 0.99999), ("mean", "fp32", 0.99999),
-                                                     ("cls", "bf16", backends.MIN_COSINE),
-                                                     ("cls", "int8", INT8_TINY_COSINE)])
-def test_openvino_encoder_vectors_are_within_the_guard_of_torch_fp32(tiny_encoder, pooling, precision, bound):
-    reference = load_embedder(tiny_encoder, pooling=pooling, precision="fp32").encode_corpus(TEXTS)
-    embedder = load_embedder(tiny_encoder, pooling=pooling, backend="openvino", precision=precision)
+@pytest.mark.parametrize("precision,bound", [("fp32", 0.99999), ("bf16", backends.MIN_COSINE),
+                                             ("int8", INT8_TINY_COSINE)])
+def test_openvino_encoder_vectors_are_within_the_guard_of_torch_fp32(tiny_encoder, precision, bound):
+    reference = load_embedder(tiny_encoder, precision="fp32").encode_corpus(TEXTS)
+    embedder = load_embedder(tiny_encoder, backend="openvino", precision=precision)
     assert (embedder.backend, embedder.precision, embedder.device) == ("openvino", precision, "cpu")
     vectors = embedder.encode_corpus(TEXTS)
     assert vectors.shape == reference.shape and vectors.dtype == np.float32
@@ -72,7 +71,7 @@ def test_openvino_encoder_vectors_are_within_the_guard_of_torch_fp32(tiny_encode
     if precision == "fp32":
         np.testing.assert_allclose(vectors, reference, atol=2e-5)
     assert embedder.path_note.startswith(f"openvino {precision} on the CPU")
-    assert embedder.cache_key != load_embedder(tiny_encoder, pooling=pooling, precision="fp32").cache_key
+    assert embedder.cache_key != load_embedder(tiny_encoder, precision="fp32").cache_key
 
 
 def test_openvino_m3_gives_the_three_outputs_of_torch(tiny_m3, m3_fp32):
@@ -113,18 +112,21 @@ def test_openvino_int8_reranker_keeps_the_order_of_flagrerankers_scores(tiny_rer
 
 def test_a_converted_model_is_cached_on_disk_so_the_next_process_converts_nothing(tiny_encoder, tmp_path,
                                                                                    monkeypatch, new_process):
+    """Mean pooling here (the parametrised test above has CLS): it also matches torch's."""
     path, cache_dir = tiny_encoder, tmp_path / "cache"
     monkeypatch.setenv("BGE_EXPLORER_CACHE_DIR", str(cache_dir))
     before = openvino_backend.CONVERSIONS.copy()
-    first = load_embedder(path, backend="openvino", precision="fp32")
+    first = load_embedder(path, pooling="mean", backend="openvino", precision="fp32")
     assert openvino_backend.CONVERSIONS - before == {("encoder", "fp32"): 1}
+    reference = load_embedder(path, pooling="mean", precision="fp32").encode_corpus(TEXTS)
+    np.testing.assert_allclose(first.encode_corpus(TEXTS), reference, atol=2e-5)
     monkeypatch.setattr(loading, "MODEL_CACHE", loading.ModelCache())  # a new process again: nothing in memory
-    second = load_embedder(path, backend="openvino", precision="fp32")
+    second = load_embedder(path, pooling="mean", backend="openvino", precision="fp32")
     assert second is not first and openvino_backend.CONVERSIONS - before == {("encoder", "fp32"): 1}
     np.testing.assert_array_equal(second.encode_corpus(TEXTS), first.encode_corpus(TEXTS))
     assert second.model.directory.startswith(str(cache_dir / "openvino"))
 
-    spec = resolve_spec(path)
+    spec = resolve_spec(path, pooling="mean")
     _, identity = locate(spec)
     current = loading.settings.current()
     directory = openvino_backend.cache_directory(spec, identity, "fp32", current)
@@ -198,3 +200,20 @@ def test_backend_and_precision_are_validated_and_come_from_the_cli(sample_corpus
     # the backend at its default leaves ids as they were before the field existed (measured at commit 33149cb)
     assert RetrievalConfig().id == "8d56280b3ae7" and RetrievalConfig(backend="openvino").id != "8d56280b3ae7"
     assert RetrievalConfig(model="bge-m3", modes=("hybrid",), precision="fp32").id == "db29f206ad58"
+
+
+def test_the_guard_measures_a_path_against_torch_fp32_and_stores_it_for_auto(tiny_encoder, sample_corpus, tmp_path):
+    from bge_explorer.data.qrels import load_beir
+    from bge_explorer.evaluation import guard
+    from test_evaluation import write_beir
+
+    folder = write_beir(tmp_path / "sample", sample_corpus, {f"q{i}": q for i, q in enumerate(SAMPLE_QUESTIONS)},
+                        [(f"q{i}", doc, 1) for i, doc in enumerate(SAMPLE_QUESTIONS.values())])
+    lines: list[str] = []
+    result = guard.measure(load_beir(folder), tiny_encoder, paths=(("openvino", "fp32"),), sample=12, log=lines.append)
+    (measured,) = result.results
+    assert (measured.backend, measured.precision, measured.passages) == ("openvino", "fp32", 12)
+    assert measured.min_cosine > 0.9999 and measured.ndcg == pytest.approx(result.reference_ndcg, abs=1e-6)
+    assert measured.passed and measured.versions.startswith("openvino 20") and len(lines) == 2
+    spec = resolve_spec(tiny_encoder)
+    assert backends.guard_results(spec, locate(spec)[1])[("openvino", "fp32")] == measured

@@ -191,7 +191,7 @@ def routes(spec: ModelSpec, identity: str, backend: str, precision: str, device:
     for p in allowed:
         result = results.get(("openvino", p))
         why = (f"the fastest path that passed the quality guard on this CPU ({result.summary()})" if result else
-               f"the fastest path allowed without a guard result ({GUARD_HINT} measures it)")
+               "the fastest path allowed without a guard result")
         note = "; ".join([f"openvino {p} on the CPU: auto, {why}", *skipped])
         out.append(Route("openvino", p, note))
     return out + [_torch_route("auto", device, "OpenVINO could not be used")]

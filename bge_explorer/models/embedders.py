@@ -55,6 +55,11 @@ class Embedder(abc.ABC):
     def _hidden_size(model) -> int:
         return int(model.model.config.hidden_size)
 
+    @property
+    def versions(self) -> str:
+        """The versions of what runs the model, e.g. ``torch 2.13.0``."""
+        return f"torch {torch.__version__.split('+')[0]}"
+
     def _place(self) -> None:
         """Put the torch module on the device, in eval mode."""
         self.model.model.to(self.device).eval()

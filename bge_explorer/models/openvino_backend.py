@@ -48,14 +48,15 @@ class BackendFailure(Exception):
 
 @dataclasses.dataclass
 class Compiled:
-    """A converted model ready to run: its tokenizer, config, compiled model, input names and cache directory."""
+    """A converted model ready to run: its tokenizer, config, compiled model, input names, cache directory, and
+    the versions it was converted with."""
 
     tokenizer: object
     config: object
     compiled: object  # openvino.CompiledModel
     inputs: tuple[str, ...]
     directory: str
-    inference_precision: str  # what OpenVINO's CPU plugin runs the non-quantised operations in
+    versions: str
 
 
 def versions(precision: str) -> str:
@@ -135,6 +136,10 @@ class OpenVINOModel:
     @staticmethod
     def _hidden_size(model: Compiled) -> int:
         return int(model.config.hidden_size)
+
+    @property
+    def versions(self) -> str:
+        return self.model.versions
 
     def _place(self) -> None:
         """Nothing to place: the compiled model runs on the CPU."""
@@ -280,7 +285,7 @@ def load(wrapper: type, load_torch: Callable[[], object], spec: ModelSpec, path:
         converted = Compiled(AutoTokenizer.from_pretrained(path, trust_remote_code=trust),
                              AutoConfig.from_pretrained(path, trust_remote_code=trust), compiled,
                              tuple(port.get_any_name() for port in compiled.inputs), str(directory),
-                             str(compiled.get_property("INFERENCE_PRECISION_HINT")))
+                             versions(precision))
         obj = wrapper(spec, converted, identity, "cpu", precision, batch_size)
     except ImportError as exc:
         raise BackendFailure(f"OpenVINO is not installed ({exc}; pip install openvino nncf)") from exc
