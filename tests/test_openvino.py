@@ -186,6 +186,14 @@ def test_auto_uses_int8_only_after_its_guard_passed_and_never_a_path_that_failed
     assert backends.guard_results(spec, identity + "-another-revision") == {}  # results are per model identity
 
 
+def test_the_cli_says_which_route_runs(tiny_encoder, sample_corpus, capsys):
+    from bge_explorer.cli.commands import main
+
+    assert main(["search", "--corpus", sample_corpus, "--model", tiny_encoder, "--backend", "openvino",
+                 "--precision", "fp32", "--no-instruction", "eiffel tower"]) == 0
+    assert "model: openvino fp32 on the CPU" in capsys.readouterr().err
+
+
 def test_backend_and_precision_are_validated_and_come_from_the_cli(sample_corpus):
     with pytest.raises(ConfigError, match="int8 runs on the openvino backend only") as info:
         load_embedder("all-MiniLM-L6-v2", precision="int8")
