@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import platform
+from typing import Callable
 
 from bge_explorer import settings
 from bge_explorer.errors import ConfigError
@@ -158,15 +159,16 @@ def _guard_status(result: GuardResult | None) -> str:
     return f"quality guard {'passed' if result.passed else 'FAILED'} on this CPU ({result.summary()})"
 
 
-def routes(spec: ModelSpec, identity: str, backend: str, precision: str, device: str,
+def routes(spec: ModelSpec, identity: Callable[[], str], backend: str, precision: str, device: str,
            current: settings.Settings | None = None) -> list[Route]:
     """The routes to try in order for a request (the first that loads runs). An explicit precision gives one
-    route; openvino + auto gives the OpenVINO precisions the guard allows, then torch as the fallback."""
+    route; openvino + auto gives the OpenVINO precisions the guard allows, then torch as the fallback.
+    ``identity()`` gives the model's identity (it may have to find the model's files), asked for OpenVINO only."""
     check(backend, precision)
     current = current or settings.current()
     if backend == "torch":
         return [_torch_route(precision, device)]
-    results = guard_results(spec, identity, current)
+    results = guard_results(spec, identity(), current)
     if precision != "auto":
         return [Route("openvino", precision, f"openvino {precision} on the CPU; "
                                              f"{_guard_status(results.get(('openvino', precision)))}")]

@@ -432,17 +432,17 @@ def _get(spec: ModelSpec, backend: str, precision: Precision, device: str | None
     backends.check(backend, precision)
     transformers_logging.set_verbosity_error()  # no per-load reports of unused pooler weights
     transformers_logging.disable_progress_bar()
-    path, identity = locate(spec)
+    located = functools.cache(lambda: locate(spec))  # (path, identity): only on a load, or for auto's guard
     failures: dict[str, str] = {}
 
     def get(route: backends.Route):
         """The model on ``route``, its ``path_note`` saying why the latest request in this process got it."""
         key = (spec, device if route.backend == "torch" else "cpu", route.backend, route.precision, batch_size)
-        obj = MODEL_CACHE.get(key, lambda: _load(spec, path, identity, key[1], route, batch_size))
+        obj = MODEL_CACHE.get(key, lambda: _load(spec, *located(), key[1], route, batch_size))
         obj.path_note = "; ".join([route.note, *(f"{name} failed: {why}" for name, why in failures.items())])
         return obj
 
-    *tries, last = backends.routes(spec, identity, backend, precision, device)
+    *tries, last = backends.routes(spec, lambda: located()[1], backend, precision, device)
     for route in tries:  # openvino + auto: the OpenVINO routes the guard allows, fastest first
         name, known = f"{route.backend} {route.precision}", FAILED.get((spec, route.backend, route.precision))
         if known:
