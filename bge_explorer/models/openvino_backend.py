@@ -168,7 +168,7 @@ class OpenVINOModel:
 
 
 class OpenVINOFlagEmbedder(OpenVINOModel, FlagEmbedder):
-    """:class:`FlagEmbedder` run by OpenVINO: the converted graph ends with FlagEmbedding's pooling and normalisation."""
+    """:class:`FlagEmbedder` run by OpenVINO: the converted graph ends with FlagEmbedding's pooling and L2 norm."""
 
     graph = staticmethod(_Dense)
 
