@@ -31,7 +31,7 @@ from bge_explorer.data.qrels import parse_query_set, read_query_set
 from bge_explorer.errors import Cancelled, ConfigError, ExplorerError
 from bge_explorer.evaluation.calibration import best_f1, judged_pairs, threshold_for_precision
 from bge_explorer.evaluation.decision import TARGETS, decision, render_code
-from bge_explorer.evaluation.experiment import METRICS, ExperimentPlan, ExperimentResult, run_experiment
+from bge_explorer.evaluation.experiment import ExperimentPlan, ExperimentResult, run_experiment
 from bge_explorer.evaluation.pairwise import compare_configurations, documents
 from bge_explorer.exports import write_csv
 from bge_explorer.models.catalog import RERANKERS

@@ -7,7 +7,6 @@ import sys
 
 from bge_explorer.cli.evaluate import add_data_options, load_data
 from bge_explorer.cli.options import add_config_options, config_from_args, resolve_default_model
-from bge_explorer.errors import ExplorerError
 from bge_explorer.evaluation.calibration import Threshold, best_f1, judged_pairs, threshold_for_precision
 from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.session import Session
@@ -36,8 +35,6 @@ def _describe(name: str, t: Threshold | None) -> str:
 
 def cmd_calibrate(args: argparse.Namespace) -> None:
     data = load_data(args)
-    if data.corpus is None:
-        raise ExplorerError("the dataset has no corpus.jsonl")
     config = resolve_default_model(config_from_args(args, base=RetrievalConfig(chunk_size=None)))
     session = Session()
     session.set_corpus(data.corpus)

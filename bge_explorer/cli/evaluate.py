@@ -72,7 +72,17 @@ def add_evaluate_command(commands) -> None:
 
 
 def load_data(args: argparse.Namespace) -> Benchmark:
-    """The corpus and judgments the options name."""
+    """The corpus and judgments the options name (a corpus is required); their notes go to stderr."""
+    data = _read_data(args)
+    if data.corpus is None:
+        raise ExplorerError("the dataset has no corpus.jsonl")
+    for note in data.corpus.notes + data.judgments.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return data
+
+
+def _read_data(args: argparse.Namespace) -> Benchmark:
+    """--beir, or --corpus with --qrels (and --queries)."""
     if args.beir:
         if args.corpus or args.qrels or args.queries:
             raise ExplorerError("give either --beir, or --corpus with --qrels (and --queries), not both")
@@ -147,10 +157,6 @@ def format_comparison(table: pd.DataFrame) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     data = load_data(args)
-    if data.corpus is None:
-        raise ExplorerError("the dataset has no corpus.jsonl")
-    for note in data.corpus.notes + data.judgments.notes:
-        print(f"note: {note}", file=sys.stderr)
     a, b = configs(args)
     session = Session()
     session.set_corpus(data.corpus)

@@ -64,10 +64,6 @@ def format_experiment(result: ExperimentResult) -> str:
 
 def cmd_experiment(args: argparse.Namespace) -> None:
     data = load_data(args)
-    if data.corpus is None:
-        raise ExplorerError("the dataset has no corpus.jsonl")
-    for note in data.corpus.notes + data.judgments.notes:
-        print(f"note: {note}", file=sys.stderr)
     plan = ExperimentPlan.load(args.configs, base=RetrievalConfig(chunk_size=None))
     plan.configurations = [resolve_default_model(c) for c in plan.configurations]
     if args.baseline:

@@ -33,7 +33,8 @@ DEFAULT_TOP_N = 20
 INDEX_BACKENDS = ("faiss-flat",)
 POOLINGS = ("cls", "mean")
 MODEL_CLASSES = ("encoder", "m3")
-ADDED_FIELDS = {"backend": backends.DEFAULT_BACKEND}  # field -> default: left out of the id at its default
+ADDED_FIELDS = {"backend": backends.DEFAULT_BACKEND, "bm25": DEFAULT_ANALYZER}  # field -> default: left out of the
+# id at its default, so configurations written before the field existed keep their id
 
 
 @dataclasses.dataclass(frozen=True)
