@@ -44,6 +44,12 @@ class AppState(ProcessLocal):
         self.marked_query: str | None = None  # a query opened from the Evaluate tab ...
         self.marked: set[str] = set()  # ... and its relevant document ids, marked in the results
         self.workdir: str | None = None  # this session's private temporary directory (uploads, exports)
+        # what the page shows (see app/views.py): the corpus is the bundled sample, the ranking last explained, the
+        # index last mapped, the last evaluation ("a" or "ab")
+        self.corpus_name: str | None = None
+        self.explained_ranking: Ranking | None = None
+        self.mapped_state: IndexState | None = None
+        self.evaluated: str | None = None
         self.closed = False
         self._cancel = threading.Event()
 
@@ -80,6 +86,7 @@ class AppState(ProcessLocal):
         self.workdir = None
         self.session.close()
         self.ranking = self.ranking_state = self.compare = self.query_vector = None
+        self.explained_ranking = self.mapped_state = None
         self.maps = projection.MapStore()
 
     # -- views ---------------------------------------------------------------------------------------------
