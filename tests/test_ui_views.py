@@ -149,7 +149,7 @@ def test_opening_a_link_sets_the_controls_and_names_what_it_dropped():
     assert (view.corpus, model, mode, query, compare_query) == ("sample", "bge-m3", "bm25", "eiffel", "eiffel")
     assert "&#x27;k&#x27; ignored" in note
     searched = demo.restore_search(share.View(), "q", "model default", "", 10, "none", 20, None)
-    assert searched[-1] is not None and all(not isinstance(v, str) for v in searched[:4])  # nothing ran
+    assert searched[-1] is not None and all(not isinstance(v, str) for v in searched[:5])  # nothing ran
 
 
 def test_the_demo_loads_the_sample_and_prepares_a_search(tiny_reranker):

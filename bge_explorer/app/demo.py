@@ -86,16 +86,21 @@ def restore_build(view: share.View | None, model: str, pooling: str, model_class
     app = app_state.get(state)
     if not isinstance(view, share.View) or view.corpus != "sample" or app.session.corpus is None:
         return (gr.skip(),) * 5 + (app,)
-    return explorer.build_index(model, pooling, model_class, chunking, chunk_size, overlap, app, progress=progress, request=request)
+    out = list(explorer.build_index(model, pooling, model_class, chunking, chunk_size, overlap, app, progress=progress,
+                                    request=request))
+    if view.instruction is not None:  # the build sets the model's default instruction; the link's stays
+        out[2] = view.instruction
+    return tuple(out)
 
 
 def restore_search(view: share.View | None, *inputs):
-    """Run the link's query once the index is built (``inputs``: the search handler's). -> search's outputs."""
+    """Run the link's query once the index is built (``inputs``: the search handler's), and open the Search tab on
+    it. -> (tabs, then search's outputs)."""
     state = inputs[6]
     app = app_state.get(state)
     if not isinstance(view, share.View) or not view.query or app.session.current is None:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), app
-    return explorer.search(*inputs)
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), app
+    return (gr.Tabs(selected="search"), *explorer.search(*inputs))
 
 
 def view_query(query: str, instruction_mode: str, instruction: str, reranker: str, mode: str, k: float,

@@ -121,10 +121,15 @@ def _gate(page: Page, name: str) -> gr.Column:
             html = gr.HTML(views.empty_html(message), elem_id=f"empty-{name}-text")
             button = gr.Button(go or "Go", visible=bool(go), size="sm", scale=0, min_width=200,
                                elem_id=f"go-{name}")
-    button.click(views.go_to, [button], [page.tabs], queue=False, api_visibility="private")
+    button.click(_go_to, [button], [page.tabs], queue=False, api_visibility="private")
     content = gr.Column(visible=message is None, elem_id=f"content-{name}")
     page.gates.append((name, empty, html, button, content))
     return content
+
+
+def _go_to(button_label: str):
+    tab = views.go_to(button_label)
+    return gr.Tabs(selected=tab) if tab else gr.skip()
 
 
 def _panel(page: Page, name: str, component):
@@ -187,7 +192,7 @@ def _demo_and_links(page: Page, demo: gr.Blocks, demo_btn: gr.Button, demo_reran
     corpus = opened.then(tour.restore_corpus, [view, page.state], page.corpus_outputs, api_visibility="private")
     built = corpus.then(gpu(tour.restore_build, 300), [view, *build_inputs], page.build_outputs,
                         api_visibility="private", **page.builds)
-    searched = built.then(gpu(tour.restore_search), [view, *search_inputs], page.search_outputs,
+    searched = built.then(gpu(tour.restore_search), [view, *search_inputs], [page.tabs, *page.search_outputs],
                           api_visibility="private", **page.models)
     page.changes.extend([corpus, built, searched])
     page.changes.extend(_share_link(page, searched))
@@ -227,7 +232,7 @@ def _corpus_tab(page: Page) -> None:
         corpus_summary = gr.HTML(elem_id="corpus-summary")
         problems = gr.Textbox(label="Problems (skipped files and lines)", lines=2, interactive=False,
                               elem_id="corpus-problems")
-        documents = _df("Documents", elem_id="documents", column_widths=["14%", "16%", "14%", "90px", "50%"])
+        documents = _df("Documents", elem_id="documents", column_widths=["14%", "16%", "14%", "110px", "50%"])
     gr.Markdown("### Chunking\nApplied when the index is built, with the model's own tokenizer.")
     with gr.Row():
         page.chunking = gr.Radio(["tokens", "none"], value="tokens", label="Chunking",
@@ -236,7 +241,7 @@ def _corpus_tab(page: Page) -> None:
         page.overlap = gr.Number(DEFAULT_OVERLAP, label="Overlap (tokens)", precision=0, minimum=0)
     with page.gate("chunks"):
         page.chunk_counts = gr.HTML(elem_id="chunk-counts")
-        page.chunks_df = _df("Chunks", elem_id="chunks", column_widths=["16%", "64px", "56px", "64px", "62%"])
+        page.chunks_df = _df("Chunks", elem_id="chunks", column_widths=["16%", "64px", "56px", "80px", "60%"])
     outputs = page.corpus_outputs = [corpus_summary, documents, problems, page.state]
     page.changes += [
         load_btn.click(load_corpus, [files, text_column, id_column, title_column, page.state], outputs,
@@ -320,12 +325,12 @@ def _search_tab(page: Page) -> None:
             with gr.Column(min_width=320):
                 before = _df("Retrieval (before reranking)",
                              ["number", "str", "number", "number", "str", "html"] + ["str"] * 10, elem_id="before",
-                             column_widths=["56px", "16%", "64px", "76px", "88px", "52%"])
+                             column_widths=["64px", "16%", "64px", "76px", "88px", "50%"])
             with gr.Column(min_width=320):
                 with page.gate("after"):
                     after = _df("After reranking", ["number", "str", "number", "number", "number", "number", "str",
                                                     "number", "html"] + ["str"] * 10, elem_id="after",
-                                column_widths=["56px", "110px", "88px", "72px", "76px", "72px", "14%", "64px", "40%"])
+                                column_widths=["56px", "110px", "100px", "72px", "76px", "72px", "14%", "64px", "38%"])
         detail = gr.HTML(elem_id="chunk-detail")
     explain_outputs = _explain_panel(page, before, after)
     page.retrieval_inputs = [retrieval, fusion, *weights]
@@ -365,8 +370,8 @@ def _explain_panel(page: Page, before: gr.Dataframe, after: gr.Dataframe) -> lis
         with gr.Row():
             rank = gr.Number(1, label="Result (rank in retrieval order)", precision=0, minimum=1, elem_id="explain-rank")
             explain_btn = gr.Button("Explain", elem_id="explain-btn")
-        summary = gr.HTML(box("info", "Select a result in the tables above (or type its rank and press Explain) "
-                                      "to see why it matched."), elem_id="explain-summary")
+        summary = gr.HTML(box("info", "Select a result in the tables above (or type its rank and press Explain): "
+                                      "its explanation appears here."), elem_id="explain-summary")
         with _panel(page, "why_lexical", gr.Column()):
             lexical = _df("M3 lexical weights: shared tokens and their contributions",
                           ["str", "str", "number", "number", "number"], elem_id="explain-lexical")
@@ -391,7 +396,7 @@ def _compare_tab(page: Page) -> None:
     with page.gate("compare"):
         summary = gr.HTML(elem_id="compare-summary")
         with gr.Row(equal_height=False, elem_classes=["bx-results"]):
-            widths = ["56px", "92px", "72px", "72px", "16%", "64px", "50%"]
+            widths = ["56px", "92px", "72px", "72px", "16%", "64px", "46%"]
             with gr.Column(min_width=320):
                 with_df = _df("With the instruction", ["number", "str", "str", "number", "str", "number", "html"],
                               elem_id="with-instruction", column_widths=widths)
