@@ -14,17 +14,16 @@ from urllib.parse import urlencode, quote
 
 import pytest
 
-from conftest import free_port
+from browser_support import CHROMIUM, CHROMIUM_ARGS, record_errors, served_app
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 README_SHOTS = ROOT / "assets" / "screenshots"
 AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 TABS = ["Corpus", "Model & index", "Search", "Compare prefixes", "Map", "Export", "Evaluate"]
 SIZES = [(1440, 900), (1024, 768)]
+README = {"Corpus": "1-corpus", "Model & index": "2-index", "Search": "3-search", "Map": "4-map",
+          "Compare prefixes": "5-compare"}  # the README's screenshots (assets/screenshots/), taken at 1440x900
 # serious or critical axe findings left in the page, each with its reason in docs/app.md ("Accessibility"):
 # rule -> the element class every remaining node of it has
 KNOWN_AXE = {"label-content-name-mismatch": "upload"}  # Gradio's file drop area ("Click to upload or drop files")
@@ -49,17 +48,8 @@ VISIBLE_TABLES = """() => [...document.querySelectorAll('[role=grid]')].filter(g
 
 @pytest.fixture(scope="module")
 def app_url(tiny_reranker):
-    import app as app_module
-
-    demo = app_module.create_app(preload=False, warm_umap=False, demo_reranker=tiny_reranker)
-    demo.queue(default_concurrency_limit=2)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=port,
-                css_paths=[app_module.CSS_PATH])
-    try:
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        demo.close()
+    with served_app(demo_reranker=tiny_reranker) as url:
+        yield url
 
 
 @pytest.fixture()
@@ -72,9 +62,7 @@ def browser():
 
 def open_page(browser, url: str, size=SIZES[0]):
     page = browser.new_page(viewport={"width": size[0], "height": size[1]})
-    page.console_errors = []
-    page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+    record_errors(page)
     page.goto(url, wait_until="domcontentloaded")
     page.get_by_role("tab", name="Corpus").wait_for(timeout=60_000)
     page.wait_for_timeout(1000)
@@ -188,7 +176,7 @@ def test_the_demo_fills_every_main_view_and_the_page_reads_well(browser, app_url
             open_tab(page, tab)
             assert page.evaluate(OVERFLOWING_HEADERS) == [], f"{tab} at {width}x{height}: header text overflows"
             printed.append(shot(page, f"{i + 1}-{tab.split()[0].lower()}-{width}x{height}",
-                                readme=f"{i + 1}-{tab.split()[0].lower()}" if width == 1440 and i < 5 else None))
+                                readme=README.get(tab) if width == 1440 else None))
     print(f"\nscreenshots: {SCREENSHOTS} ({len(printed)} files)")
     # results stack below the width where two tables fit, and sit side by side above it
     page.set_viewport_size({"width": 1280, "height": 900})

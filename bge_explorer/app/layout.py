@@ -330,7 +330,7 @@ def _search_tab(page: Page) -> None:
                 with page.gate("after"):
                     after = _df("After reranking", ["number", "str", "number", "number", "number", "number", "str",
                                                     "number", "html"] + ["str"] * 10, elem_id="after",
-                                column_widths=["56px", "110px", "100px", "72px", "76px", "72px", "14%", "64px", "38%"])
+                                column_widths=["56px", "110px", "100px", "72px", "76px", "84px", "14%", "64px", "37%"])
         detail = gr.HTML(elem_id="chunk-detail")
     explain_outputs = _explain_panel(page, before, after)
     page.retrieval_inputs = [retrieval, fusion, *weights]
