@@ -164,9 +164,11 @@ def _demo_and_links(page: Page, demo: gr.Blocks, demo_btn: gr.Button, demo_reran
     c = page.controls
     build_inputs = [c.model, c.pooling, c.model_class, page.chunking, page.chunk_size, page.overlap, page.state]
     search_inputs = page.search_inputs
-    preferred = gr.State(demo_reranker)
+    def start_demo(state):
+        return tour.start_demo(demo_reranker, state)
+
     start = demo_btn.click(
-        tour.start_demo, [preferred, page.state],
+        start_demo, [page.state],
         [page.tabs, *page.corpus_outputs[:3], c.model, c.pooling, c.model_class, page.chunking, page.chunk_size,
          page.overlap, page.instruction_mode, page.query, page.k, page.reranker, page.top_n, page.retrieval_inputs[0],
          c.compare_query, page.notes, page.state], api_visibility="private")
@@ -184,7 +186,7 @@ def _demo_and_links(page: Page, demo: gr.Blocks, demo_btn: gr.Button, demo_reran
     page.changes.extend(steps)
     page.changes.extend(_share_link(page, steps[2]))
 
-    view = gr.State(None)
+    view = gr.State(None, time_to_live=workspace.session_ttl_s(), delete_callback=app_state.drop)  # the link's view
     opened = demo.load(tour.open_link, [page.state],
                        [view, c.model, page.instruction_mode, page.instruction, page.reranker,
                         page.retrieval_inputs[0], page.k, page.query, c.compare_query, page.notes],
