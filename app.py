@@ -55,14 +55,22 @@ def create_app(preload: bool = True, warm_umap: bool = True, demo_reranker: str 
     return layout.build_app(demo_reranker=demo_reranker)
 
 
+def launch_options() -> dict:
+    """``demo.launch`` options from the settings: the stylesheet, the upload limit (Gradio refuses a bigger file
+    while it streams in) and ``state_session_capacity`` (Gradio keeps each visitor's state and ~0.34 MB of
+    component values for up to this many sessions, 10,000 by default, dropping the least recently used)."""
+    config = settings.current()
+    return dict(css_paths=[CSS_PATH], footer_links=["api", "settings"], max_file_size=config.max_file_size(),
+                state_session_capacity=config.max_sessions)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     demo = create_app(preload=not args.no_preload, warm_umap=not args.no_warm_umap, demo_reranker=args.demo_reranker)
 
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, css_paths=[CSS_PATH], footer_links=["api", "settings"],
-                max_file_size=settings.current().max_file_size())
+    demo.launch(server_name=args.host, server_port=args.port, **launch_options())
     return 0
 
 

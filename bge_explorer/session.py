@@ -15,12 +15,13 @@ from typing import Sequence
 
 from bge_explorer import settings as settings_module
 from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE, Chunks, chunk_documents
+from bge_explorer.data.judging import JudgmentStore
 from bge_explorer.data.corpus import Corpus, OnError, load_corpus
 from bge_explorer.errors import ConfigError, ExplorerError
 from bge_explorer.models.embedders import Embedder, Progress
 from bge_explorer.models.rerankers import Reranker
 from bge_explorer.pickling import ProcessLocal
-from bge_explorer.retrieval.bm25_index import WordTokenizer
+from bge_explorer.retrieval.bm25_index import ANALYZERS, DEFAULT_ANALYZER, WordTokenizer
 from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.retrieval.embedding_cache import EmbeddingCache
 from bge_explorer.retrieval.rerank import RerankCache
@@ -43,6 +44,7 @@ class Session(ProcessLocal):
         self.corpus: Corpus | None = None
         self.cache = EmbeddingCache(self._cache_budget())
         self.rerank_cache = RerankCache()
+        self.judgments = JudgmentStore()  # grades the user gives in place, keyed by (query text, document id)
         self.current: IndexState | None = None
         self.config: RetrievalConfig | None = None  # how ``current`` was built (model, chunking)
         self._states: collections.OrderedDict[tuple, IndexState] = collections.OrderedDict()
@@ -86,6 +88,7 @@ class Session(ProcessLocal):
             self.corpus, self.current, self.config = None, None, None
             self._states.clear()
             self.cache, self.rerank_cache = EmbeddingCache(self._cache_budget()), RerankCache()
+            self.judgments = JudgmentStore()
 
     # -- chunks and index states ----------------------------------------------------------------------------
 
@@ -104,15 +107,15 @@ class Session(ProcessLocal):
         return chunks
 
     def state(self, embedder: Embedder | None, chunk_size: int | None, overlap: int, *,
-              tokenizer=None) -> IndexState:
-        """The index state of the corpus under ``embedder`` (None: BM25 only) and chunking, from the recent ones
-        or new. ``tokenizer`` chunks (default: the embedder's; without one, words)."""
+              tokenizer=None, bm25: str = DEFAULT_ANALYZER) -> IndexState:
+        """The index state of the corpus under ``embedder`` (None: BM25 only), chunking and BM25 analyzer, from
+        the recent ones or new. ``tokenizer`` chunks (default: the embedder's; without one, words)."""
         tokenizer = tokenizer or (embedder.tokenizer if embedder is not None else WORDS)
         overlap = overlap if chunk_size else 0
         with self._lock:
             corpus = self.corpus
             key = (id(corpus), embedder.cache_key if embedder is not None else None, id(tokenizer), chunk_size,
-                   overlap)
+                   overlap, bm25)
             if self.current is not None and self.current.key == key:
                 return self.current
             if key in self._states:
@@ -120,7 +123,7 @@ class Session(ProcessLocal):
                 return self._states[key]
         chunks = self.chunk(tokenizer, chunk_size, overlap)
         state = IndexState(chunks, embedder, self.cache, chunk_size=chunk_size, overlap=overlap,
-                           previous=self._all_states, key=key, limits=self.limits)
+                           bm25_settings=ANALYZERS[bm25], previous=self._all_states, key=key, limits=self.limits)
         with self._lock:
             if self.corpus is corpus:
                 self._states[key] = state
@@ -139,7 +142,7 @@ class Session(ProcessLocal):
         embedder = self.embedder_for(config)
         scorer = embedder if config.needs_model else None
         state = self.state(scorer, config.chunk_size, config.overlap,
-                           tokenizer=embedder.tokenizer if embedder is not None else None)
+                           tokenizer=embedder.tokenizer if embedder is not None else None, bm25=config.bm25)
         if scorer is not None and "dense" in scorer.produces:
             state.part("dense", progress)  # the build users wait for; M3's lexical weights come in the same pass
         return state

@@ -110,7 +110,9 @@ class Settings:
     model_concurrency: int = 0  # BGE_EXPLORER_MODEL_CONCURRENCY; 0: 2 on CPU, 4 on GPU
     server_concurrency: int = 2  # BGE_EXPLORER_CONCURRENCY: Gradio's default concurrency limit per event
     session_ttl_s: float = 3_600.0  # BGE_EXPLORER_SESSION_TTL_S: idle seconds before a session is dropped
+    max_sessions: int = 1_000  # BGE_EXPLORER_MAX_SESSIONS: browser sessions Gradio keeps (state_session_capacity)
     tmp_dir: str = ""  # BGE_EXPLORER_TMP_DIR; empty: <system temp>/bge-explorer-sessions
+    cache_dir: str = ""  # BGE_EXPLORER_CACHE_DIR; empty: $XDG_CACHE_HOME or ~/.cache, then /bge-explorer
     auto_umap: bool = True  # BGE_EXPLORER_AUTO_UMAP=0 turns off fitting UMAP in the background after a build
     public: bool = False  # BGE_EXPLORER_PUBLIC=1 or SPACE_ID set
     max_model_mb: float = 3_000.0  # BGE_EXPLORER_MAX_MODEL_MB: a Hub model's download cap (its needed files)
@@ -129,7 +131,9 @@ class Settings:
             model_concurrency=_number(env, PREFIX + "MODEL_CONCURRENCY", d.model_concurrency),
             server_concurrency=_number(env, PREFIX + "CONCURRENCY", d.server_concurrency),
             session_ttl_s=_number(env, PREFIX + "SESSION_TTL_S", d.session_ttl_s),
+            max_sessions=_number(env, PREFIX + "MAX_SESSIONS", d.max_sessions),
             tmp_dir=env.get(PREFIX + "TMP_DIR", ""),
+            cache_dir=env.get(PREFIX + "CACHE_DIR", ""),
             auto_umap=env.get(PREFIX + "AUTO_UMAP", "1") != "0",
             public=env.get(PREFIX + "PUBLIC", "") == "1" or bool(env.get("SPACE_ID")),
             max_model_mb=_number(env, PREFIX + "MAX_MODEL_MB", d.max_model_mb),
@@ -159,6 +163,15 @@ class Settings:
     def sessions_root(self) -> Path:
         """The folder holding every session directory (created 0700)."""
         folder = Path(self.tmp_dir or os.path.join(tempfile.gettempdir(), "bge-explorer-sessions"))
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return folder
+
+    def cache_path(self, name: str) -> Path:
+        """``<cache dir>/<name>``, created 0700: what the app keeps across processes (compiled code, converted
+        models). The cache dir is BGE_EXPLORER_CACHE_DIR, else ``$XDG_CACHE_HOME/bge-explorer`` (``~/.cache``)."""
+        base = self.cache_dir or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"),
+                                              "bge-explorer")
+        folder = Path(base) / name
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         return folder
 

@@ -14,14 +14,14 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic"
 @contextlib.contextmanager
 def served_app(**create_kwargs) -> Iterator[str]:
     """``app.create_app(preload=False, warm_umap=False, **create_kwargs)`` served on a free port with the app's
-    CSS; yields its URL, closes it after."""
+    launch options; yields its URL, closes it after."""
     import app as app_module
 
     demo = app_module.create_app(preload=False, warm_umap=False, **create_kwargs)
     demo.queue(default_concurrency_limit=2)
     port = free_port()
     demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=port,
-                css_paths=[app_module.CSS_PATH])
+                **app_module.launch_options())
     try:
         yield f"http://127.0.0.1:{port}/"
     finally:

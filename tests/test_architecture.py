@@ -100,3 +100,22 @@ def test_the_console_script_is_the_cli():
     assert project["scripts"]["bge-explorer"] == "bge_explorer.cli.commands:main"
     out = subprocess.run(["bge-explorer", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "search" in out.stdout and "evaluate" in out.stdout
+
+
+def test_every_bench_script_imports_what_exists():
+    """The benchmarks are run by hand, not by the suite: every engine name they import must still exist."""
+    import importlib
+    import importlib.util
+
+    missing = []
+    for script in sorted((PACKAGE.parent / "bench").glob("*.py")):
+        for node in ast.walk(ast.parse(script.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("bge_explorer"):
+                try:
+                    module = importlib.import_module(node.module)
+                except ImportError:
+                    missing.append(f"{script.name}: {node.module}")
+                    continue
+                missing += [f"{script.name}: {node.module}.{a.name}" for a in node.names
+                            if not hasattr(module, a.name) and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+    assert not missing, missing

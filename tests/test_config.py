@@ -36,6 +36,8 @@ BAD = [  # (field, the fields given, what the message says)
     ("weights", {"weights": {"splade": 1}}, "unknown mode 'splade'"),
     ("weights", {"modes": ("dense",), "weights": {"bm25": 1}}, "not in modes: bm25"),
     ("rrf_k", {"rrf_k": 0}, "must be at least 1"),
+    ("bm25", {"bm25": "porter"}, "must be one of stemmed, lucene"),
+    ("bm25", {"bm25": ["stemmed"]}, "must be one of stemmed, lucene"),
     ("reranker", {"reranker": 1}, "must be a string"),
     ("top_n", {"top_n": 0}, "must be at least 1"),
     ("k", {"k": 0}, "must be at least 1"),
@@ -99,8 +101,8 @@ def test_id_is_stable_independent_of_the_label_and_changes_with_every_other_fiel
     assert same == base and same.id == base.id
     other = {"model": "bge-large-en-v1.5", "pooling": "mean", "model_class": "encoder", "revision": "fedcba98",
              "precision": "bf16", "instruction": None, "chunk_size": 256, "overlap": 32, "modes": ("dense", "bm25"),
-             "fusion": "rrf", "weights": {"dense": 0.5, "bm25": 1.0}, "rrf_k": 60, "reranker": "bge-reranker-large",
-             "top_n": 20, "k": 100}
+             "fusion": "rrf", "weights": {"dense": 0.5, "bm25": 1.0}, "rrf_k": 60, "bm25": "lucene",
+             "reranker": "bge-reranker-large", "top_n": 20, "k": 100}
     single_valued = {"index"}  # one index backend so far: nothing to change it to
     assert set(other) | single_valued | {"label"} == set(FIELDS)
     ids = {base.id}

@@ -11,6 +11,7 @@ from bge_explorer.errors import ConfigError, ExplorerError
 from bge_explorer.models.embedders import DENSE, LEXICAL, MULTIVECTOR
 from bge_explorer.models.loading import load_embedder, load_reranker
 from bge_explorer.retrieval.explain import explain
+from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.retrieval.pipeline import retrieve
 from bge_explorer.retrieval.state import IndexState
 from bge_explorer.session import Session
@@ -144,23 +145,32 @@ def test_rrf_and_weighted_hybrid_use_each_modes_ranks_and_scores(session):
     assert weighted.table["score"].between(0, 1).all()
 
 
-def test_bm25_equals_bm25s_directly_and_needs_no_model():
+@pytest.mark.parametrize("analyzer,stemmer", [("stemmed", "english"), ("lucene", None)])
+def test_bm25_equals_bm25s_directly_and_needs_no_model(analyzer, stemmer):
+    import Stemmer
+
     session = Session()
     session.set_corpus(random_corpus(60, seed=12))
     chunks = session.chunk_only()
     assert session.embedder is None and len(chunks) == 60
+    config = RetrievalConfig(model=None, modes=("bm25",), chunk_size=None, bm25=analyzer, k=10)
     passages = chunks.passages()
+    stem = Stemmer.Stemmer(stemmer) if stemmer else None
     retriever = bm25s.BM25(k1=1.5, b=0.75, method="lucene")
-    retriever.index(bm25s.tokenize(passages, stopwords="en", show_progress=False), show_progress=False)
+    retriever.index(bm25s.tokenize(passages, stopwords="en", stemmer=stem, show_progress=False), show_progress=False)
     for query in QUERIES:
-        tokens = bm25s.tokenize([query], stopwords="en", return_ids=False, show_progress=False)
+        tokens = bm25s.tokenize([query], stopwords="en", stemmer=stem, return_ids=False, show_progress=False)
         expected = retriever.get_scores([t for t in tokens[0] if t in retriever.vocab_dict])
-        results = search(session, query, k=10)  # the BM25-only index's own configuration: mode bm25
+        results = retrieve(session, config, [query])[0]
         assert results.plan.modes == ("bm25",)
         np.testing.assert_allclose(results.table["bm25_score"], expected[results.rows], rtol=1e-6)
         docs, scores = retriever.retrieve(tokens, k=len(results.table), show_progress=False)
         np.testing.assert_allclose(results.table["score"], scores[0], rtol=1e-6)
         assert set(results.rows.tolist()) == set(docs[0].tolist()) or len(set(np.round(scores[0], 5))) < len(docs[0])
+    if analyzer != session.config.bm25:  # an index built with one analyzer is not searched as if it had another
+        with pytest.raises(ConfigError) as info:
+            retrieve(session, config, ["river"], state=session.index_state())
+        assert info.value.field == "bm25"
     with pytest.raises(ExplorerError, match="BGE-M3"):
         session.index_state().part("sparse")
     with pytest.raises(ExplorerError):

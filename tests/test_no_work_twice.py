@@ -1,6 +1,13 @@
 """No work twice: what a session may change without re-embedding its corpus or re-fitting its map."""
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
 from bge_explorer.app import explorer as ui
 from bge_explorer.models import random_models
 from bge_explorer.models.catalog import BGE_EN_INSTRUCTION
@@ -58,3 +65,31 @@ def test_an_m3_index_build_keeps_lexical_weights_so_sparse_search_encodes_nothin
     for mode in ("sparse", "hybrid", "dense"):
         session.search("eiffel tower", session.config.with_(modes=(mode,), k=5))
     assert m3.corpus_texts_encoded == encoded
+
+
+JIT_PROBE = """
+import json, sys
+from numba.core.registry import CPUDispatcher
+from bge_explorer.maps import projection
+projection.warm_up(background=False)
+hits = misses = 0
+for name, module in list(sys.modules.items()):
+    if module is not None and name.split(".")[0] in ("umap", "pynndescent"):
+        for obj in vars(module).values():
+            if isinstance(obj, CPUDispatcher) and obj.signatures:
+                hits += sum(obj.stats.cache_hits.values())
+                misses += sum(obj.stats.cache_misses.values())
+print(json.dumps({"hits": hits, "misses": misses}))
+"""
+
+
+@pytest.mark.slow  # two fresh processes; the first compiles UMAP (15-40 s on 2 cores)
+def test_umap_is_compiled_once_across_processes(tmp_path):
+    """A fresh process loads UMAP's machine code from the app's numba cache instead of compiling it again."""
+    env = {**os.environ, "BGE_EXPLORER_CACHE_DIR": str(tmp_path)}
+    runs = [json.loads(subprocess.run([sys.executable, "-c", JIT_PROBE], env=env, capture_output=True, text=True,
+                                      check=True, timeout=600).stdout.strip().splitlines()[-1]) for _ in range(2)]
+    first, second = runs
+    assert first["hits"] == 0 and first["misses"] > 50  # compiled, and written to the cache
+    assert any((tmp_path / "numba").iterdir())
+    assert second["hits"] >= 0.9 * first["misses"] and second["misses"] <= 0.1 * first["misses"]

@@ -154,6 +154,22 @@ def test_the_app_wires_ttl_cleanup_limits_and_a_shared_model_queue():
     assert any(fn.fn is ui.client_left for fn in demo.fns.values())
 
 
+def test_the_server_keeps_at_most_the_configured_number_of_sessions(monkeypatch):
+    """Gradio keeps 10,000 visitors' states and component values unless told; app.py passes the setting."""
+    import app as app_module
+    from conftest import free_port
+
+    monkeypatch.setenv("BGE_EXPLORER_MAX_SESSIONS", "3")
+    monkeypatch.setenv("BGE_EXPLORER_MAX_UPLOAD_MB", "7")
+    demo = layout.build_app()
+    demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=free_port(),
+                **app_module.launch_options())
+    try:
+        assert demo.state_holder.capacity == 3 and demo.max_file_size == 7 * 2**20
+    finally:
+        demo.close()
+
+
 def test_k_and_top_n_out_of_range_name_the_limit(sample_corpus, tiny_encoder):
     *_, session = ui.load_corpus([sample_corpus])
     session = ui.build_index(tiny_encoder, chunking="none", state=session, progress=None)[-1]

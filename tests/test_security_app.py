@@ -4,6 +4,7 @@ session during a build, memory kept per session, spreadsheet formulas and invisi
 from __future__ import annotations
 
 import threading
+import time
 
 import gradio as gr
 import numpy as np
@@ -212,3 +213,33 @@ def test_the_unload_handler_receives_the_request():
 
     assert get_type_hints(ui.client_left)["request"] is gr.Request
     assert get_type_hints(ui.build_index)["request"] is gr.Request
+
+
+def test_gradio_leftovers_are_swept_and_nothing_else(tmp_path):
+    """gr.File leaves an empty tmp* file per upload and a dropped client its partial upload; Gradio never deletes
+    them. The sweep removes those (and empty cache folders) once idle past the age, and no other name."""
+    import os
+
+    from bge_explorer.app import workspace
+
+    old = time.time() - 7_200
+
+    def made(path, text="", age=old):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        os.utime(path, (age, age))
+        return path
+
+    loose_old, loose_new = made(tmp_path / "tmpab12cd"), made(tmp_path / "tmpzz99yy", age=time.time())
+    operator_file = made(tmp_path / "notes.txt", "keep me")
+    empty_cache = tmp_path / ("a" * 64)
+    empty_cache.mkdir()
+    old_cache = made(tmp_path / ("b" * 64) / "report.csv").parent
+    new_cache = made(tmp_path / ("c" * 64) / "map.html", age=time.time()).parent
+    other_dir = made(tmp_path / "session-keep" / "x.txt").parent
+
+    removed = set(workspace.sweep_gradio_temp(tmp_path, 3_600))
+    assert removed == {str(loose_old), str(empty_cache)}
+    assert loose_new.exists() and operator_file.exists() and old_cache.exists() and other_dir.exists()
+    assert set(workspace.sweep_gradio_temp(tmp_path, 3_600, cache_too=True)) == {str(old_cache)}
+    assert new_cache.exists() and operator_file.exists() and other_dir.exists()

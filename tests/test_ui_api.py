@@ -90,3 +90,16 @@ def test_two_clients_see_only_their_own_corpus(app_url, tmp_path, sample_corpus,
     docs_b = {row[1] for row in before_b["data"]}
     assert len(docs_a) == 26 and "volcano-notes.txt" not in docs_a
     assert docs_b == {"volcano-notes.txt"}
+
+
+def test_non_numbers_sent_to_numeric_fields_are_refused_by_name(app_url, sample_corpus, tiny_encoder):
+    """Gradio's own slider check fails with a TypeError on "abc" (a generic "upstream app" error); ours names it."""
+    c = client(app_url)
+    c.predict([handle_file(sample_corpus)], "", "", "", api_name="/load_corpus")
+    with pytest.raises(Exception, match=r"Chunk size \(tokens\) must be a number"):
+        c.predict(tiny_encoder, "auto", "auto", "tokens", "abc", 8, api_name="/build_index")
+    c.predict(tiny_encoder, "auto", "auto", "none", 64, 8, api_name="/build_index")
+    with pytest.raises(Exception, match="Top k must be a number"):
+        c.predict("tower", "model default", "", "abc", "none", 10, api_name="/search")
+    before, *_ = c.predict("tower", "model default", "", 3, "none", 10, api_name="/search")
+    assert len(before["data"]) == 3

@@ -15,6 +15,7 @@ import gradio as gr
 import pandas as pd
 
 from bge_explorer import settings
+from bge_explorer.app.components import number_input
 from bge_explorer.app import choices, state as app_state
 from bge_explorer.app.hybrid import mode_choices
 from bge_explorer.app.render import fail, label
@@ -241,9 +242,9 @@ def _config_column(tag: str):
                       placeholder="prepended to every query, exactly as typed (end it with a space)")
     reranker = gr.Dropdown(choices.choices("reranker"), value=NO_RERANKER, label=f"{tag}: reranker",
                            allow_custom_value=True)
-    top_n = gr.Number(DEFAULT_TOP_N, label=f"{tag}: rerank top n documents", precision=0, minimum=1,
+    top_n = number_input(DEFAULT_TOP_N, label=f"{tag}: rerank top n documents", precision=0, minimum=1,
                       maximum=MAX_TOP_N)
-    chunk = gr.Number(0, label=f"{tag}: chunk size in tokens (0 = whole documents, truncated at the model's max)",
+    chunk = number_input(0, label=f"{tag}: chunk size in tokens (0 = whole documents, truncated at the model's max)",
                       precision=0, minimum=0)
     mode.change(on_instruction_mode, mode, text, api_visibility="private")
     return model, mode, text, reranker, top_n, chunk

@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import gradio as gr
 import numpy as np
@@ -34,6 +34,7 @@ from bge_explorer.retrieval import modes as registry
 from bge_explorer.retrieval.compare import compare_lists
 from bge_explorer.retrieval.config import AUTO, DEFAULT_K, DEFAULT_TOP_N, HYBRID, RetrievalConfig
 from bge_explorer.retrieval.fusion import FUSIONS
+from bge_explorer.retrieval.pipeline import rerank_steps
 from bge_explorer.retrieval.planner import select_modes
 
 log = logging.getLogger(__name__)
@@ -377,15 +378,29 @@ def search(query: str, instruction_mode: str = "model default", instruction: str
 
     ``mode``: a registered mode (dense, sparse, colbert, bm25) or hybrid; ``fusion`` and ``weights`` (one per
     registered mode, in registry order; 0 leaves a mode out) apply to hybrid. The reranker applies after fusion.
-    -> (before, after, summary, detail, state).
+    -> (before, after, summary, detail, state): the last of :func:`search_steps`.
     """
+    for outputs in search_steps(query, instruction_mode, instruction, k, reranker, top_n, state, mode, fusion,
+                                *weights):
+        pass
+    return outputs
+
+
+def search_steps(query: str, instruction_mode: str = "model default", instruction: str = "", k: float = DEFAULT_K,
+                 reranker: str = NO_RERANKER, top_n: float = DEFAULT_TOP_N, state: Any = None,
+                 mode: str = "dense", fusion: str = AUTO, *weights: float) -> Iterator[tuple]:
+    """:func:`search` as the page runs it (a Gradio generator): the retrieval table first, before the reranker
+    scores a pair; then the reranked table after each batch of the cross-encoder (the first batch small, so
+    reranked rows show within about half a second), with the pairs scored so far in the summary. Pairs scored
+    before (another top n, instruction, k or mode) come from the session's cache."""
     app = app_state.get(state)
     session = app.session
     query = (query or "").strip()
     try:
         config, k, notes = search_config(app, instruction_mode, instruction, k, reranker, top_n, mode, fusion,
                                          weights_of(*weights) if weights else hybrid.default_weights())
-        ranking = session.search(query, config)
+        ranking = session.search(query, config.with_(reranker=None))
+        cross_encoder = session.reranker(config) if config.reranker else None
         embedder = session.embedder
         app.query_vector = ranking.query_vector  # encoded once by the pipeline; modes without it encode for the map
         if app.query_vector is None and embedder is not None and "dense" in embedder.produces:
@@ -393,9 +408,26 @@ def search(query: str, instruction_mode: str = "model default", instruction: str
     except ExplorerError as exc:
         raise fail(exc) from None
     app.ranking, app.ranking_state, app.ranking_config, app.shown_k = ranking, session.current, config, k
+    if cross_encoder is None:
+        yield _search_outputs(app, ranking, config, k, notes, query)
+        return
+    n = min(config.top_n, len(ranking))
+    if session.rerank_cache.unscored(cross_encoder, query, ranking.chunks.passages(ranking.rows[:n])):
+        yield _search_outputs(app, ranking, config, k, notes, query, pending=(0, n))
+    try:
+        for step in rerank_steps(ranking, cross_encoder, n, session.rerank_cache):
+            done = len(step.rerank_logits)
+            yield _search_outputs(app, step, config, k, notes, query, pending=(done, n) if done < n else None)
+    except ExplorerError as exc:
+        raise fail(exc) from None
+
+
+def _search_outputs(app: AppState, ranking, config: RetrievalConfig, k: int, notes: list[str], query: str,
+                    pending: tuple[int, int] | None = None) -> tuple:
+    """(before, after, summary, detail, state) of a ranking; ``pending`` (scored, of n): the reranker is at work."""
     shown = final_table(ranking, k)
     used = f"“{esc(ranking.instruction)}”" if ranking.instruction else "no instruction"
-    summary = (f"Query embedded with {used}; top {min(k, len(ranking))} of {len(session.chunks)} chunks; "
+    summary = (f"Query embedded with {used}; top {min(k, len(ranking))} of {len(app.session.chunks)} chunks; "
                f"{esc(hybrid.describe_plan(ranking.plan))}")
     for note in [*ranking.plan.notes, *notes]:
         summary += f"; {esc(note)}"
@@ -404,7 +436,11 @@ def search(query: str, instruction_mode: str = "model default", instruction: str
         found = [d for d in relevant if d in set(ranking.table.head(k)["doc_id"].astype(str))]
         summary += (f"; relevant documents from the Evaluate tab: {len(found)} of {len(relevant)} in the top {k} "
                     "(column “relevant”)")
-    if ranking.rerank_logits is not None:
+    if pending is not None:
+        done, n = pending
+        summary += (f"; {label(config.reranker)} reranking: {done} of {n} candidates scored "
+                    f'<progress value="{done}" max="{n}"></progress>')
+    elif ranking.rerank_logits is not None:
         n = len(ranking.rerank_logits)
         moved = int((ranking.table["movement"].fillna(0) != 0).sum())
         summary += f"; {label(ranking.reranker)} rescored the top {n} candidates ({moved} changed place)"
@@ -446,8 +482,9 @@ def rerun_search(query, instruction_mode, instruction, k, reranker, top_n, state
     nothing). ``retrieval``: mode, fusion and the weights, as :func:`search` takes them."""
     app = app_state.get(state)
     if not (query or "").strip() or app.session.current is None:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), app
-    return search(query, instruction_mode, instruction, k, reranker, top_n, app, *retrieval)
+        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), app
+        return
+    yield from search_steps(query, instruction_mode, instruction, k, reranker, top_n, app, *retrieval)
 
 
 # ------------------------------------------------------------------------------------- hybrid: ColBERT, why

@@ -10,15 +10,17 @@ from types import SimpleNamespace
 from typing import Callable, Iterator
 
 import gradio as gr
+from gradio.utils import get_upload_folder
 
 from bge_explorer import settings
 from bge_explorer.app import choices, demo as tour, hybrid, state as app_state, views, workspace
+from bge_explorer.app.components import number_input, slider_input
 from bge_explorer.app.evaluate import build_evaluate_tab
 from bge_explorer.app.explorer import (INSTRUCTION_MODES, NO_RERANKER, build_index, client_left, compare_prefix,
                                        explain,
                                        explain_after, explain_before, export_chunks, export_map, export_results,
                                        load_corpus, load_sample, map_view, model_info, open_evaluated_query,
-                                       rerun_search, retrieval_info, search, show_after_chunk, show_before_chunk,
+                                       rerun_search, retrieval_info, search_steps, show_after_chunk, show_before_chunk,
                                        stop, toggle_colbert)
 from bge_explorer.app.render import box, esc
 from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
@@ -63,6 +65,7 @@ def build_app(demo_reranker: str | None = None) -> gr.Blocks:
     (default: the first catalog reranker that can)."""
     config = settings.current()
     ttl = workspace.session_ttl_s()
+    workspace.start_sweeper(get_upload_folder())  # idle sessions' files and Gradio's leftovers, on a schedule
     # Gradio's own copies of uploads and outputs (in GRADIO_TEMP_DIR) are deleted once older than the session TTL.
     with gr.Blocks(title="BGE Explorer", analytics_enabled=False, fill_width=True,
                    delete_cache=(int(max(60, min(600, ttl))), int(max(60, ttl)))) as demo:
@@ -175,7 +178,7 @@ def _demo_and_links(page: Page, demo: gr.Blocks, demo_btn: gr.Button, demo_reran
     steps = [start]
     steps.append(start.success(gpu(build_index, 300), build_inputs, page.build_outputs, api_visibility="private",
                                **page.builds))
-    steps.append(steps[-1].success(gpu(search), search_inputs, page.search_outputs, api_visibility="private",
+    steps.append(steps[-1].success(gpu(search_steps), search_inputs, page.search_outputs, api_visibility="private",
                                    **page.models))
     steps.append(steps[-1].success(gpu(compare_prefix), [c.compare_query, page.instruction, page.k, page.state],
                                    c.compare_outputs, api_visibility="private", **page.models))
@@ -239,8 +242,8 @@ def _corpus_tab(page: Page) -> None:
     with gr.Row():
         page.chunking = gr.Radio(["tokens", "none"], value="tokens", label="Chunking",
                                  info="none: one chunk per document")
-        page.chunk_size = gr.Number(DEFAULT_SIZE, label="Chunk size (tokens)", precision=0, minimum=1)
-        page.overlap = gr.Number(DEFAULT_OVERLAP, label="Overlap (tokens)", precision=0, minimum=0)
+        page.chunk_size = number_input(DEFAULT_SIZE, label="Chunk size (tokens)", precision=0, minimum=1)
+        page.overlap = number_input(DEFAULT_OVERLAP, label="Overlap (tokens)", precision=0, minimum=0)
     with page.gate("chunks"):
         page.chunk_counts = gr.HTML(elem_id="chunk-counts")
         page.chunks_df = _df("Chunks", elem_id="chunks", column_widths=["16%", "64px", "56px", "80px", "60%"])
@@ -294,12 +297,12 @@ def _search_tab(page: Page) -> None:
         gr.HTML("<span class='bx-prepared-label'>Prepared queries for the sample corpus:</span>")
         prepared = [gr.Button(q, size="sm", elem_classes=["bx-prepared-query"]) for q in tour.PREPARED_QUERIES]
     with gr.Row():
-        page.k = gr.Slider(1, limits.max_k, value=SHOWN_K, step=1, label="Top k")
+        page.k = slider_input(1, limits.max_k, value=SHOWN_K, step=1, label="Top k")
         with gr.Column():
             page.reranker = gr.Dropdown(choices.choices("reranker"), value=NO_RERANKER, allow_custom_value=True,
                                         label="Reranker (catalog, Hub id or local path)", elem_id="reranker")
             reranker_where = gr.HTML(elem_id="reranker-availability")
-        page.top_n = gr.Slider(1, limits.max_k, value=DEFAULT_TOP_N, step=1, label="Candidates the reranker rescores")
+        page.top_n = slider_input(1, limits.max_k, value=DEFAULT_TOP_N, step=1, label="Candidates the reranker rescores")
     with gr.Accordion("Retrieval mode: dense, sparse, ColBERT, BM25, hybrid", open=False, elem_id="retrieval-mode"):
         with gr.Row():
             retrieval = gr.Radio(hybrid.mode_choices(), value="dense", label="Mode", elem_id="mode",
@@ -308,7 +311,7 @@ def _search_tab(page: Page) -> None:
                               info="auto: m3 for a BGE-M3 model's own modes, else rrf; "
                                    + "; ".join(f"{n}: {f.label}" for n, f in FUSIONS.items()))
         with gr.Row():  # one weight per registered mode: a new mode gets its slider here
-            weights = [gr.Slider(0, 1, value=w, step=0.05, label=f"{hybrid.short_label(m)} weight",
+            weights = [slider_input(0, 1, value=w, step=0.05, label=f"{hybrid.short_label(m)} weight",
                                  elem_id=f"weight-{m}") for m, w in hybrid.default_weights().items()]
         with gr.Row():
             colbert_on = gr.Checkbox(False, label="ColBERT on (keeps a vector per chunk token)", elem_id="colbert-on")
@@ -339,15 +342,21 @@ def _search_tab(page: Page) -> None:
     page.search_outputs = [before, after, summary, detail, state]
     inputs = page.search_inputs = [page.query, page.instruction_mode, page.instruction, page.k, page.reranker,
                                    page.top_n, state, *page.retrieval_inputs]
-    searched = gr.on([search_btn.click, page.query.submit], gpu(search), inputs, page.search_outputs,
-                     api_name="search", **page.models)
+    # A generator: the retrieval table first, the reranked one filling in batch by batch (its panel opens first).
+    triggers = [search_btn.click, page.query.submit]
+    searched = gr.on(triggers, gpu(search_steps), inputs, page.search_outputs, api_name="search",
+                     show_progress="minimal", **page.models)
+    gr.on(triggers, _open_results, [page.reranker, state], _gate_parts(page, "results", "after"), queue=False,
+          api_visibility="private")
     rerun = gr.on([page.instruction_mode.input, page.k.release, page.top_n.release, page.reranker.input,
                    retrieval.input, fusion.input, *(w.release for w in weights)], gpu(rerun_search), inputs,
-                  page.search_outputs, api_visibility="private", trigger_mode="always_last", **page.models)
+                  page.search_outputs, api_visibility="private", trigger_mode="always_last", show_progress="minimal",
+                  **page.models)
     page.changes += [searched, rerun, *_share_link(page, searched), *_share_link(page, rerun)]
     for button in prepared:  # a prepared query: into the query box, then searched
         run = button.click(lambda q: q, [button], [page.query], queue=False, api_visibility="private").then(
-            gpu(search), inputs, page.search_outputs, api_visibility="private", **page.models)
+            gpu(search_steps), inputs, page.search_outputs, api_visibility="private", show_progress="minimal",
+            **page.models)
         page.changes += [run, *_share_link(page, run)]
     page.reranker.change(lambda name: choices.availability_html(name, "reranker"), [page.reranker],
                          [reranker_where], api_visibility="private")
@@ -370,7 +379,7 @@ def _explain_panel(page: Page, before: gr.Dataframe, after: gr.Dataframe) -> lis
     row fills (its rank, then the explanation's parts)."""
     with _panel(page, "why", gr.Accordion("Why this match (select a result)", open=False, elem_id="why")) as why:
         with gr.Row():
-            rank = gr.Number(1, label="Result (rank in retrieval order)", precision=0, minimum=1, elem_id="explain-rank")
+            rank = number_input(1, label="Result (rank in retrieval order)", precision=0, minimum=1, elem_id="explain-rank")
             explain_btn = gr.Button("Explain", elem_id="explain-btn")
         summary = gr.HTML(box("info", "Select a result in the tables above (or type its rank and press Explain): "
                                       "its explanation appears here."), elem_id="explain-summary")
@@ -393,7 +402,7 @@ def _compare_tab(page: Page) -> None:
                 "Model & index tab; empty means the model's default).")
     with gr.Row():
         query = gr.Textbox(label="Query", scale=4, elem_id="compare-query")
-        k = gr.Slider(1, page.limits.max_k, value=SHOWN_K, step=1, label="Top k")
+        k = slider_input(1, page.limits.max_k, value=SHOWN_K, step=1, label="Top k")
         compare_btn = gr.Button("Compare", variant="primary", elem_id="compare-btn")
     with page.gate("compare"):
         summary = gr.HTML(elem_id="compare-summary")
@@ -429,6 +438,22 @@ def _map_tab(page: Page) -> None:
     page.changes.append(map_btn.click(map_view, [color_by, page.state], page.controls.map_outputs, api_name="map",
                                       concurrency_limit=2))
     _reveal(export_btn.click(export_map, [color_by, page.state], [files, note], api_name="export_map"), files)
+
+
+def _gate_parts(page: Page, *names: str) -> list:
+    """The empty line and the content column of each named gate, in that order."""
+    gates = {g[0]: g for g in page.gates}
+    return [part for name in names for part in (gates[name][1], gates[name][4])]
+
+
+def _open_results(reranker: str, state):
+    """The results panel (and the reranked one, with a reranker) opens as a search starts, so the streamed tables
+    show as they fill; the refresh after the search settles every panel."""
+    if app_state.get(state).session.current is None:
+        return (gr.skip(),) * 4
+    rerank = bool((reranker or "").strip()) and (reranker or "").strip().lower() != NO_RERANKER
+    return (gr.update(visible=False), gr.update(visible=True), gr.update(visible=not rerank),
+            gr.update(visible=rerank))
 
 
 def _open_map(state):

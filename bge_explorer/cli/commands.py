@@ -12,6 +12,8 @@ from typing import Sequence
 import pandas as pd
 
 from bge_explorer.cli.evaluate import add_evaluate_command
+from bge_explorer.cli.calibrate import add_calibrate_command
+from bge_explorer.cli.experiment import add_compare_command, add_experiment_command
 from bge_explorer.cli.options import (add_config_options, add_corpus_options, config_from_args, resolve_default_model,
                                       stderr_progress)
 from bge_explorer.data.chunking import DEFAULT_SIZE
@@ -100,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     embed.set_defaults(run=cmd_embed)
 
     add_evaluate_command(commands)
+    add_experiment_command(commands)
+    add_compare_command(commands)
+    add_calibrate_command(commands)
     return parser
 
 

@@ -33,12 +33,9 @@ def stage_progress():
     return progress
 
 
-def add_evaluate_command(commands) -> None:
-    ev = commands.add_parser(
-        "evaluate", help="nDCG, recall, MRR and MAP on labelled queries; --ab compares two configurations",
-        description="Evaluate a retrieval configuration on labelled queries (BEIR folder or zip, or a corpus with "
-                    "qrels). A document's score is the best score of its chunks.")
-    data = ev.add_argument_group("data")
+def add_data_options(parser: argparse.ArgumentParser) -> None:
+    """The corpus and judgments of ``evaluate`` and ``experiment`` (read by :func:`load_data`)."""
+    data = parser.add_argument_group("data")
     data.add_argument("--beir", metavar="DIR_OR_ZIP",
                       help="BEIR dataset folder or zip: corpus.jsonl, queries.jsonl, qrels/<split>.tsv")
     data.add_argument("--split", default="test", help="qrels split of the BEIR dataset (default test)")
@@ -48,6 +45,14 @@ def add_evaluate_command(commands) -> None:
     data.add_argument("--queries", metavar="FILE", help="BEIR queries.jsonl for --qrels")
     data.add_argument("--drop-missing", action="store_true",
                       help="leave out judgments of documents that are not in the corpus instead of stopping")
+
+
+def add_evaluate_command(commands) -> None:
+    ev = commands.add_parser(
+        "evaluate", help="nDCG, recall, MRR and MAP on labelled queries; --ab compares two configurations",
+        description="Evaluate a retrieval configuration on labelled queries (BEIR folder or zip, or a corpus with "
+                    "qrels). A document's score is the best score of its chunks.")
+    add_data_options(ev)
     add_config_options(ev.add_argument_group("configuration"),
                        chunk_default=" (default 0 here: whole documents truncated at the model's max length, as "
                                      "MTEB does)")

@@ -12,6 +12,7 @@ import sys
 from bge_explorer.errors import ConfigError, ExplorerError
 from bge_explorer.models.catalog import DEFAULT_MODEL, EMBEDDERS, OFFLINE_MODEL
 from bge_explorer.models.devices import PRECISIONS
+from bge_explorer.retrieval.bm25_index import ANALYZERS
 from bge_explorer.retrieval import modes as registry
 from bge_explorer.retrieval.config import (AUTO, HYBRID, MODEL_CLASSES, POOLINGS, RetrievalConfig, parse_modes,
                                           parse_weights)
@@ -74,6 +75,9 @@ def add_config_options(parser: argparse.ArgumentParser, prefix: str = "", *, chu
     parser.add_argument(f"{p}weights", metavar="MODE=W,...",
                         help="fusion weights, e.g. dense=0.4,sparse=0.2,colbert=0.4, or positional in the order of "
                              "the modes; with --mode hybrid, naming weights picks the modes")
+    parser.add_argument(f"{p}bm25", choices=tuple(ANALYZERS),
+                        help="BM25 analyzer: stemmed (Snowball English, bm25s's setup; default) or lucene (no "
+                             "stemming, BEIR's baseline)")
     reranker = parser.add_mutually_exclusive_group()
     reranker.add_argument(f"{p}reranker", metavar="NAME_OR_PATH", help=f"{who}cross-encoder to rerank the top n with")
     if b:
@@ -95,7 +99,7 @@ def config_from_args(args: argparse.Namespace, prefix: str = "", base: Retrieval
     path = _given(args, prefix, "config")
     config = RetrievalConfig.load(path) if path else (base or RetrievalConfig())
     changes: dict = {}
-    for name in ("model", "pooling", "reranker", "top_n", "overlap"):
+    for name in ("model", "pooling", "reranker", "top_n", "overlap", "bm25"):
         value = _given(args, prefix, name)
         if value is not None:
             changes[name] = value

@@ -174,6 +174,47 @@ def read_queries(path: str | Path, name: str | None = None) -> dict[str, str]:
     return queries
 
 
+MAX_QUERY_SET = 5_000  # queries in one query set (a file or a pasted list)
+
+
+def parse_query_set(text: str, name: str = "queries") -> list[str]:
+    """One query per non-empty line (pasted or a .txt file), stripped, first occurrence of each kept.
+    QrelsError when there is none or more than MAX_QUERY_SET."""
+    queries = list(dict.fromkeys(line.strip() for line in text.splitlines() if line.strip()))
+    return _bounded(queries, name)
+
+
+def _bounded(queries: list[str], name: str) -> list[str]:
+    if not queries:
+        raise QrelsError(name, "no queries found")
+    if len(queries) > MAX_QUERY_SET:
+        raise QrelsError(name, f"{len(queries):,} queries, over the limit of {MAX_QUERY_SET:,} per query set")
+    return queries
+
+
+def read_query_set(path: str | Path, name: str | None = None) -> list[str]:
+    """A query set from a file: BEIR ``queries.jsonl`` (the texts), a CSV/TSV (the column named query,
+    question or text, else the first), or plain text with one query per line."""
+    name = visible(name or os.path.basename(str(path)))
+    suffix = Path(name).suffix.lower()
+    if suffix == ".jsonl":
+        return _bounded(list(dict.fromkeys(t.strip() for t in read_queries(path, name).values() if t.strip())), name)
+    if suffix in (".csv", ".tsv"):
+        try:
+            rows = list(_rows(_text(path, name), "\t" if suffix == ".tsv" else ","))
+        except ValueError as exc:
+            raise QrelsError(name, str(exc)) from None
+        if not rows:
+            raise QrelsError(name, "the file is empty")
+        header = [c.strip().lower() for c in rows[0][1]]
+        column = next((i for i, c in enumerate(header) if c in HEADER_QUERY), None)
+        body = rows[1:] if column is not None else rows
+        column = column or 0
+        return _bounded(list(dict.fromkeys(r[column].strip() for _, r in body if len(r) > column and r[column].strip())),
+                        name)
+    return parse_query_set(_text(path, name), name)
+
+
 def _rows(text: str, delimiter: str) -> Iterator[tuple[int, list[str]]]:
     allow_long_csv_fields()
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
@@ -461,3 +502,23 @@ def load_beir(path: str | Path, split: str = "test", *, need_corpus: bool = True
         raise QrelsError(name, "expected a BEIR folder or a .zip of one")
     with extracted(path, name=name, **limits) as folder:
         return load_beir_folder(folder, split, need_corpus=need_corpus, name=name, missing=missing)
+
+
+def read_beir_judgments(path: str | Path, split: str = "test", *, name: str | None = None, **limits
+                        ) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    """Every query and judgment of a BEIR folder or zip (``queries.jsonl``, ``qrels/<split>.tsv``; the corpus
+    is not read), as they are: queries without a relevant document kept, grades 0 kept -> (queries, qrels)."""
+    path = Path(path)
+    name = visible(name or path.name)
+
+    def read(folder: Path) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+        root = _beir_root(folder)
+        return (read_queries(_inside(folder, root / "queries.jsonl", name), f"{name}/queries.jsonl"),
+                read_qrels_tsv(_qrels_path(folder, root, split, name), f"{name}/qrels/{split}.tsv"))
+
+    if path.is_dir():
+        return read(path)
+    if not zipfile.is_zipfile(path):
+        raise QrelsError(name, "expected a BEIR folder or a .zip of one")
+    with extracted(path, name=name, **limits) as folder:
+        return read(folder)

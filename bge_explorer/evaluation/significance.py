@@ -27,6 +27,24 @@ TIE = 1e-9
 KEY_METRICS = ("ndcg@10", "recall@100", "mrr@10", "map@10")
 
 
+def bootstrap_interval(values: Sequence[float], *, n_resamples: int = N_RESAMPLES, seed: int = 0,
+                       rng: np.random.Generator | None = None, level: float = 0.95) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean of ``values`` (n,): resample n values with replacement
+    ``n_resamples`` times (from ``rng``, else a generator seeded with ``seed``) and take the
+    ((1 - level) / 2, (1 + level) / 2) quantiles of the resampled means."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.ndim != 1 or len(x) == 0:
+        raise ValueError("values must be a non-empty 1-D array")
+    rng = rng if rng is not None else np.random.default_rng(seed)
+    means, done, block = [], 0, max(1, 2_000_000 // len(x))
+    while done < n_resamples:
+        size = min(block, n_resamples - done)
+        means.append(x[rng.integers(0, len(x), size=(size, len(x)))].mean(axis=1))
+        done += size
+    low, high = np.percentile(np.concatenate(means), [50 * (1 - level), 50 * (1 + level)])
+    return float(low), float(high)
+
+
 @dataclasses.dataclass
 class PairedTest:
     mean_a: float
@@ -71,12 +89,7 @@ def paired_test(a: Sequence[float], b: Sequence[float], *, n_resamples: int = N_
             extreme += int(np.sum(np.abs(signs @ d) / m >= threshold))
             done += size
         p = (extreme + 1) / (n_resamples + 1)
-    means, done, block = [], 0, max(1, 2_000_000 // m)
-    while done < n_resamples:
-        size = min(block, n_resamples - done)
-        means.append(d[rng.integers(0, m, size=(size, m))].mean(axis=1))
-        done += size
-    low, high = np.percentile(np.concatenate(means), [2.5, 97.5])
+    low, high = bootstrap_interval(d, n_resamples=n_resamples, rng=rng)
     return PairedTest(float(a.mean()), float(b.mean()), float(observed), float(min(p, 1.0)), float(low), float(high),
                       int(np.sum(d > 0)), int(np.sum(d == 0)), int(np.sum(d < 0)))
 

@@ -15,6 +15,7 @@ import html
 import importlib.util
 import logging
 import os
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -22,6 +23,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 import pandas as pd
+
+from bge_explorer import settings
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +75,42 @@ def fit_pca(vectors: np.ndarray) -> Projection:
     return Projection("pca", (centered @ components.T).astype(np.float32), (mean, components))
 
 
+_JIT_MODULES = ("umap", "pynndescent")
+_jit_lock = threading.Lock()
+_jit_cached = False
+
+
+def import_umap():
+    """``umap``, with numba's on-disk cache turned on for every function of umap and pynndescent.
+
+    Most of UMAP's numba functions are not declared ``cache=True``, so each process compiles them again
+    (15-30 s of CPU on 2 cores, competing with the first embedding). Turning the cache on (numba's
+    ``Dispatcher.enable_caching``, what ``cache=True`` does) before their first call keeps the machine code in
+    ``<cache dir>/numba`` (:meth:`~bge_explorer.settings.Settings.cache_path`): the next process loads it
+    instead of compiling. numba checks each entry against its source file, so an upgrade recompiles."""
+    global _jit_cached
+    with _jit_lock:
+        if not _jit_cached:
+            import numba
+            from numba.core.caching import NullCache
+            from numba.core.registry import CPUDispatcher
+
+            if not numba.config.CACHE_DIR:  # where enable_caching (and later cache=True imports) put entries
+                numba.config.CACHE_DIR = str(settings.current().cache_path("numba"))
+            import umap  # noqa: F401  (with its submodules: the dispatchers to switch)
+            import umap.umap_  # noqa: F401
+
+            for name, module in list(sys.modules.items()):
+                if module is not None and name.split(".")[0] in _JIT_MODULES:
+                    for obj in list(vars(module).values()):
+                        if isinstance(obj, CPUDispatcher) and isinstance(obj._cache, NullCache):
+                            obj.enable_caching()
+            _jit_cached = True
+    import umap
+
+    return umap
+
+
 def fit_umap(vectors: np.ndarray, n_neighbors: int = DEFAULT_NEIGHBORS, min_dist: float = 0.1,
              random_state: int | None = RANDOM_STATE) -> Projection:
     """UMAP (cosine) over the vectors. Small sets are handled: fewer than MIN_UMAP_POINTS points give
@@ -83,8 +122,7 @@ def fit_umap(vectors: np.ndarray, n_neighbors: int = DEFAULT_NEIGHBORS, min_dist
         pca = fit_pca(vectors)
         pca.note = f"only {n} chunk(s): UMAP needs at least {MIN_UMAP_POINTS}, showing PCA"
         return pca
-    import umap
-
+    umap = import_umap()
     neighbors = max(2, min(n_neighbors, n - 1))
     reducer = umap.UMAP(n_neighbors=neighbors, n_components=2, metric="cosine", min_dist=min_dist,
                         init="random" if n < 50 else "spectral", random_state=random_state,

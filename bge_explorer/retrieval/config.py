@@ -23,6 +23,7 @@ from bge_explorer.errors import ConfigError
 from bge_explorer.models.catalog import DEFAULT_MODEL
 from bge_explorer.models.devices import PRECISIONS
 from bge_explorer.retrieval import modes as registry
+from bge_explorer.retrieval.bm25_index import ANALYZERS, DEFAULT_ANALYZER
 from bge_explorer.retrieval.fusion import FUSIONS, RRF_K
 
 HYBRID = "hybrid"
@@ -42,7 +43,8 @@ class RetrievalConfig:
     ``revision``: the model identity this configuration was decided on (Hub revision or file hash); when set,
     loading a model with another identity is refused. ``instruction``: None = the model's own query
     instruction, "" = none, any other string is prefixed to each query as is. ``chunk_size`` None: one chunk
-    per document, truncated at the model's max length. ``weights``: ``{mode: weight}`` for fusion (missing
+    per document, truncated at the model's max length. ``bm25``: the BM25 analyzer
+    (:data:`~bge_explorer.retrieval.bm25_index.ANALYZERS`: ``stemmed`` or ``lucene``). ``weights``: ``{mode: weight}`` for fusion (missing
     ones: the fusion's default). ``k``: chunks retrieved per query; the reranker rescores the first ``top_n``.
     """
 
@@ -58,6 +60,7 @@ class RetrievalConfig:
     fusion: str = AUTO
     weights: tuple[tuple[str, float], ...] = ()
     rrf_k: int = RRF_K
+    bm25: str = DEFAULT_ANALYZER
     reranker: str | None = None
     top_n: int = DEFAULT_TOP_N
     k: int = DEFAULT_K
@@ -89,6 +92,8 @@ class RetrievalConfig:
             raise ConfigError("precision", f"must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
         if self.fusion not in (AUTO, *FUSIONS):
             raise ConfigError("fusion", f"must be one of {AUTO}, {', '.join(FUSIONS)}, not {self.fusion!r}")
+        if not isinstance(self.bm25, str) or self.bm25 not in ANALYZERS:
+            raise ConfigError("bm25", f"must be one of {', '.join(ANALYZERS)}, not {self.bm25!r}")
         if self.index not in INDEX_BACKENDS:
             raise ConfigError("index", f"must be one of {', '.join(INDEX_BACKENDS)}, not {self.index!r}")
         if self.overlap < 0 or (self.chunk_size is not None and self.overlap >= self.chunk_size):

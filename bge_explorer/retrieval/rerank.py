@@ -21,10 +21,20 @@ class RerankCache(ProcessLocal):
         self.pairs_scored = 0  # pairs sent to a cross-encoder, for "no work twice" checks
 
 
+    def unscored(self, reranker: Reranker, query: str, passages: Sequence[str]) -> int:
+        """How many distinct (query, passage) pairs of ``passages`` the cross-encoder has not scored yet."""
+        with self._lock:
+            store = self._store.get(self._key(reranker, query), {})
+            return len({d for d in map(digest, passages) if d not in store})
+
+    @staticmethod
+    def _key(reranker: Reranker, query: str) -> tuple:
+        return reranker.identity, reranker.spec.max_length, reranker.precision, query
+
     def logits(self, reranker: Reranker, query: str, passages: Sequence[str],
                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """(n,) raw logits of (query, passage) pairs, scoring only pairs not seen before."""
-        key = (reranker.identity, reranker.spec.max_length, reranker.precision, query)
+        key = self._key(reranker, query)
         digests = [digest(p) for p in passages]
         with self._lock:
             store = self._store.setdefault(key, {})
