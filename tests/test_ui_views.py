@@ -7,7 +7,7 @@ import os
 import pytest
 
 from bge_explorer import settings
-from bge_explorer.app import choices, demo, explorer, share, state as app_state, views
+from bge_explorer.app import choices, demo, explorer, share, views
 from bge_explorer.models.availability import availability
 from bge_explorer.models.catalog import DEFAULT_MODEL, OFFLINE_MODEL
 

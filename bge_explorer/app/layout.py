@@ -5,9 +5,8 @@ concurrency slot pool (``models``); index builds have their own (``builds``), an
 """
 from __future__ import annotations
 
-import contextlib
 from types import SimpleNamespace
-from typing import Callable, Iterator
+from typing import Callable
 
 import gradio as gr
 from gradio.utils import get_upload_folder
