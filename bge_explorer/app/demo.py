@@ -47,8 +47,9 @@ def start_demo(preferred_reranker: str | None, state: Any = None):
     query = PREPARED_QUERIES[0]
     return (gr.Tabs(selected="search"), summary, documents, problems, DEFAULT_MODEL, "auto", "auto", "tokens",
             DEFAULT_SIZE, DEFAULT_OVERLAP, "model default", query, DEMO_K, reranker, DEFAULT_TOP_N, "dense", query,
-            box("info", f"Demo: the sample corpus, {esc(DEFAULT_MODEL)} and a prepared query; click another prepared "
-                        f"query to run it. {label(note)}"), app)
+            box("info", f"Demo: the sample corpus, the default model ({esc(DEFAULT_MODEL)}; the panel below names the "
+                        f"one loaded) and a prepared query; click another prepared query to run it. {label(note)}"),
+            app)
 
 
 # ------------------------------------------------------------------------------------------------ shared links
