@@ -236,7 +236,7 @@ def _corpus_tab(page: Page) -> None:
         corpus_summary = gr.HTML(elem_id="corpus-summary")
         problems = gr.Textbox(label="Problems (skipped files and lines)", lines=2, interactive=False,
                               elem_id="corpus-problems")
-        documents = _df("Documents", elem_id="documents", column_widths=["14%", "16%", "14%", "110px", "50%"])
+        documents = _df("Documents", elem_id="documents", column_widths=["14%", "16%", "14%", "110px", "44%"])
     gr.Markdown("### Chunking\nApplied when the index is built, with the model's own tokenizer.")
     with gr.Row():
         page.chunking = gr.Radio(["tokens", "none"], value="tokens", label="Chunking",
