@@ -37,6 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--demo-reranker", default=None, metavar="NAME_OR_PATH",
                         help="the reranker 'Try the demo' uses when it can load here (default: the first catalog "
                              "reranker that can)")
+    parser.add_argument("--mcp", action="store_true",
+                        help="also serve the API as an MCP server (tools: search, evaluate, experiment, compare, ...); "
+                             "GRADIO_MCP_SERVER=True does the same")
     return parser.parse_args(argv)
 
 
@@ -55,13 +58,17 @@ def create_app(preload: bool = True, warm_umap: bool = True, demo_reranker: str 
     return layout.build_app(demo_reranker=demo_reranker)
 
 
-def launch_options() -> dict:
+def launch_options(mcp: bool = False) -> dict:
     """``demo.launch`` options from the settings: the stylesheet, the upload limit (Gradio refuses a bigger file
     while it streams in) and ``state_session_capacity`` (Gradio keeps each visitor's state and ~0.34 MB of
-    component values for up to this many sessions, 10,000 by default, dropping the least recently used)."""
+    component values for up to this many sessions, 10,000 by default, dropping the least recently used), and
+    with ``mcp`` the MCP server (Gradio's: every public endpoint becomes a tool, described by its docstring)."""
     config = settings.current()
-    return dict(css_paths=[CSS_PATH], footer_links=["api", "settings"], max_file_size=config.max_file_size(),
-                state_session_capacity=config.max_sessions)
+    options = dict(css_paths=[CSS_PATH], footer_links=["api", "settings"], max_file_size=config.max_file_size(),
+                   state_session_capacity=config.max_sessions)
+    if mcp:  # otherwise Gradio's own GRADIO_MCP_SERVER decides
+        options["mcp_server"] = True
+    return options
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     demo = create_app(preload=not args.no_preload, warm_umap=not args.no_warm_umap, demo_reranker=args.demo_reranker)
 
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, **launch_options())
+    demo.launch(server_name=args.host, server_port=args.port, **launch_options(mcp=args.mcp))
     return 0
 
 

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 README_SHOTS = ROOT / "assets" / "screenshots"
 AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
-TABS = ["Corpus", "Model & index", "Search", "Compare prefixes", "Map", "Export", "Evaluate"]
+TABS = ["Corpus", "Model & index", "Search", "Compare prefixes", "Map", "Export", "Evaluate", "Workbench"]
 SIZES = [(1440, 900), (1024, 768)]
 README = {"Corpus": "1-corpus", "Model & index": "2-index", "Search": "3-search", "Map": "4-map",
           "Compare prefixes": "5-compare"}  # the README's screenshots (assets/screenshots/), taken at 1440x900
@@ -110,7 +110,7 @@ def axe_violations(page) -> list[dict]:
 
 def test_a_fresh_page_says_what_to_do_first(browser, app_url):
     page = open_page(browser, app_url)
-    for tab in TABS:
+    for tab in TABS[:-1]:  # the Workbench (new on main) has no empty states yet: docs/app.md
         open_tab(page, tab)
         tables = page.evaluate(VISIBLE_TABLES)
         assert tables == [], f"{tab}: tables shown before they have content: {tables}"

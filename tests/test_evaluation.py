@@ -390,7 +390,7 @@ def test_evaluate_tab_handler_with_session_corpus_and_ab(sample_corpus, beir_dir
     session.session.load_corpus([sample_corpus])
     files = [str(beir_dir / "queries.jsonl"), str(beir_dir / "qrels" / "test.tsv")]
     mode = ui_evaluate.same_model_with_and_without_instruction(tiny_encoder, "none", 20, 0)
-    out = ui_evaluate.run_evaluation(session, files, "test", tiny_encoder, mode[0], mode[1], "none", 20, 0,
+    out = ui_evaluate.evaluate(session, files, "test", tiny_encoder, mode[0], mode[1], "none", 20, 0,
                                      mode[2], *mode[3:], "ndcg@10", progress=lambda *a, **k: None)
     new_session, status, a_table, b_table, ab_table, per_query, chart, downloads = out
     assert new_session is session and "10 queries, 26 documents" in status
@@ -402,7 +402,7 @@ def test_evaluate_tab_handler_with_session_corpus_and_ab(sample_corpus, beir_dir
     csv_path, json_path = downloads
     assert len(pd.read_csv(csv_path)) == 10 and set(json.loads(open(json_path).read())) == {"a", "b", "comparison"}
     with pytest.raises(gr.Error, match="load the corpus in the Search tab first"):
-        ui_evaluate.run_evaluation(AppState(), files, "test", tiny_encoder, "none", "", "none", 20, 0, False,
+        ui_evaluate.evaluate(AppState(), files, "test", tiny_encoder, "none", "", "none", 20, 0, False,
                                    tiny_encoder, "none", "", "none", 20, 0, progress=lambda *a, **k: None)
 
 
@@ -414,14 +414,14 @@ def test_evaluate_tab_zip_brings_its_corpus_and_errors_are_escaped(beir_dir, tin
 
     session = AppState()
     zipped = str(zip_folder(beir_dir, tmp_path / "sample.zip"))
-    out = ui_evaluate.run_evaluation(session, [zipped], "test", tiny_encoder, "none", "", "none", 20, 0, False,
+    out = ui_evaluate.evaluate(session, [zipped], "test", tiny_encoder, "none", "", "none", 20, 0, False,
                                      tiny_encoder, "none", "", "none", 20, 0, progress=lambda *a, **k: None)
     assert out[0].session.corpus is not None and len(out[0].session.corpus.documents) == 26  # for the Search tab
     assert out[3] is None and out[6] is None
     bad = tmp_path / "<b>labels.csv"
     bad.write_text("q,d,<img src=x>\n")
     with pytest.raises(gr.Error) as info:
-        ui_evaluate.run_evaluation(session, [str(bad)], "test", tiny_encoder, "none", "", "none", 20, 0, False,
+        ui_evaluate.evaluate(session, [str(bad)], "test", tiny_encoder, "none", "", "none", 20, 0, False,
                                    tiny_encoder, "none", "", "none", 20, 0, progress=lambda *a, **k: None)
     assert "&lt;img src=x&gt;" in info.value.message and "&lt;b&gt;labels.csv" in info.value.message
     assert "<" not in info.value.message

@@ -182,7 +182,7 @@ def m3_session(tiny_m3, tmp_path_factory, sample_corpus):
 
 
 def test_hybrid_search_shows_a_column_per_mode_and_explains_what_was_left_out(m3_session):
-    before, after, summary, detail, session = ui.search("eiffel tower paris", "none", "", 5, ui.NO_RERANKER, 5,
+    before, after, summary, detail, session = ui.search_once("eiffel tower paris", "none", "", 5, ui.NO_RERANKER, 5,
                                                         m3_session, "hybrid", "m3", 0.4, 0.2, 0.4, 0.2)
     assert list(before.columns[:2]) == ["fused rank", "document"] and before["fused rank"].tolist() == [1, 2, 3, 4, 5]
     assert {"dense score", "dense rank", "sparse score", "sparse rank"} <= set(before.columns)
@@ -192,17 +192,17 @@ def test_hybrid_search_shows_a_column_per_mode_and_explains_what_was_left_out(m3
     np.testing.assert_allclose(table["score"], (0.4 * table["dense_score"] + 0.2 * table["sparse_score"]) / 0.6,
                                rtol=1e-6)
     # a single mode ranks by its own score; BM25 mixes in with rrf
-    before, *_ = ui.search("eiffel tower paris", "none", "", 5, ui.NO_RERANKER, 5, m3_session, "sparse")
+    before, *_ = ui.search_once("eiffel tower paris", "none", "", 5, ui.NO_RERANKER, 5, m3_session, "sparse")
     assert before["rank"].tolist() == before["sparse rank"].tolist()
-    before, _, summary, *_ = ui.search("eiffel tower paris", "none", "", 5, ui.NO_RERANKER, 5, m3_session, "hybrid",
+    before, _, summary, *_ = ui.search_once("eiffel tower paris", "none", "", 5, ui.NO_RERANKER, 5, m3_session, "hybrid",
                                        "rrf", 0.5, 0.0, 0.0, 0.5)
     assert {"dense rank", "BM25 rank"} <= set(before.columns) and "sparse rank" not in before.columns
     with pytest.raises(gr.Error, match="nothing to fuse"):
-        ui.search("eiffel", "none", "", 5, ui.NO_RERANKER, 5, m3_session, "hybrid", "m3", 0, 0, 0, 1)
+        ui.search_once("eiffel", "none", "", 5, ui.NO_RERANKER, 5, m3_session, "hybrid", "m3", 0, 0, 0, 1)
 
 
 def test_reranker_applies_after_fusion_in_the_app(m3_session, tiny_reranker):
-    before, after, summary, *_ = ui.search("eiffel tower paris", "none", "", 5, tiny_reranker, 8, m3_session,
+    before, after, summary, *_ = ui.search_once("eiffel tower paris", "none", "", 5, tiny_reranker, 8, m3_session,
                                            "hybrid", "weighted", 0.5, 0.5, 0, 0.5)
     assert {"fused rank", "movement", "logit"} <= set(after.columns)
     table = m3_session.ranking.table
@@ -219,14 +219,14 @@ def test_colbert_switch_shows_the_estimate_then_the_memory_in_use(m3_session):
     assert value is True and "ColBERT is <b>on</b>" in panel
     assert state.part("colbert").store.vectors.nbytes == estimate  # the estimate was exact
     assert mib(estimate) in panel and mib(state.memory()["colbert"]) in panel
-    before, *_ = ui.search("eiffel tower paris", "none", "", 5, ui.NO_RERANKER, 5, m3_session, "hybrid")
+    before, *_ = ui.search_once("eiffel tower paris", "none", "", 5, ui.NO_RERANKER, 5, m3_session, "hybrid")
     assert {"ColBERT score", "ColBERT rank"} <= set(before.columns)
     value, panel, _ = ui.toggle_colbert(False, m3_session, progress=None)
     assert value is False and "colbert" not in state.memory() and "freed" in panel
 
 
 def test_why_this_match_lexical_colbert_and_bm25_add_up_and_tokens_stay_text(m3_session):
-    ui.search("eiffel tower < paris", "none", "", 10, ui.NO_RERANKER, 5, m3_session, "hybrid", "weighted",
+    ui.search_once("eiffel tower < paris", "none", "", 10, ui.NO_RERANKER, 5, m3_session, "hybrid", "weighted",
               0.4, 0.2, 0.0, 0.2)
     table = m3_session.ranking.table
     rank = int(table.index[table["doc_id"] == "<b>evil</b>"][0]) + 1
@@ -250,15 +250,15 @@ def test_modes_an_encoder_cannot_do_are_explained_not_crashed(tiny_encoder, samp
     *_, session = ui.load_corpus([sample_corpus])
     *_, session = ui.build_index(tiny_encoder, chunking="none", state=session, progress=None)
     with pytest.raises(gr.Error, match="needs a BGE-M3 model"):
-        ui.search("eiffel", "none", "", 5, ui.NO_RERANKER, 5, session, "sparse")
+        ui.search_once("eiffel", "none", "", 5, ui.NO_RERANKER, 5, session, "sparse")
     value, panel, _ = ui.toggle_colbert(True, session, progress=None)
     assert value is False and "needs a BGE-M3 model" in panel and "ColBERT" in panel
     info = ui.retrieval_info(session)
     assert "sparse (M3 lexical) needs a BGE-M3 model" in info and "ColBERT (M3 multi-vector) needs a BGE-M3" in info
-    before, _, summary, *_ = ui.search("eiffel tower", "none", "", 5, ui.NO_RERANKER, 5, session, "hybrid", "rrf")
+    before, _, summary, *_ = ui.search_once("eiffel tower", "none", "", 5, ui.NO_RERANKER, 5, session, "hybrid", "rrf")
     assert "sparse (M3 lexical) left out: sparse (M3 lexical) needs a BGE-M3 model" in summary
     assert "fused rank" in before.columns
-    before, *_ = ui.search("eiffel tower", "none", "", 3, ui.NO_RERANKER, 3, session, "bm25")
+    before, *_ = ui.search_once("eiffel tower", "none", "", 3, ui.NO_RERANKER, 3, session, "bm25")
     assert before["document"].iloc[0] == "eiffel-tower"
     summary, lexical, figure, alignment, bm25 = ui.explain(1, session)
     assert lexical.empty and figure is None and alignment.empty and "need a BGE-M3 model" in summary
@@ -278,7 +278,7 @@ def test_evaluated_query_opens_in_search_with_its_relevant_documents_marked(tiny
     marked = before.loc[before["relevant"] != "", "document"].tolist()
     assert sorted(marked) == ["eiffel-tower", "great-wall"] and "2 of 2 in the top 26" in summary
     # the marks belong to that query: another query shows no relevant column
-    other, *_ = ui.search("python language", "none", "", 5, ui.NO_RERANKER, 5, session)
+    other, *_ = ui.search_once("python language", "none", "", 5, ui.NO_RERANKER, 5, session)
     assert "relevant" not in other.columns
 
 
@@ -286,14 +286,14 @@ def test_evaluate_tab_compares_bm25_with_hybrid(sample_corpus, beir_dir, tiny_en
     session = AppState()
     session.session.load_corpus([sample_corpus])
     files = [str(beir_dir / "queries.jsonl"), str(beir_dir / "qrels" / "test.tsv")]
-    out = ui_evaluate.run_evaluation(session, files, "test", tiny_encoder, "none", "", "none", 20, 0, True,
+    out = ui_evaluate.evaluate(session, files, "test", tiny_encoder, "none", "", "none", 20, 0, True,
                                      tiny_encoder, "none", "", "none", 20, 0, "ndcg@10", "bm25", "auto", "",
                                      "hybrid", "rrf", "dense=1, bm25=1", progress=lambda *a, **k: None)
     _, status, a_table, b_table, ab_table, per_query, chart, downloads = out
     assert "A: BM25" in status and "dense 1 + bm25 1 (rrf)" in status
     assert ab_table.set_index("metric").loc["ndcg@10", "p"] <= 1 and b_table is not None
     with pytest.raises(gr.Error, match="weights"):
-        ui_evaluate.run_evaluation(session, files, "test", tiny_encoder, "none", "", "none", 20, 0, False,
+        ui_evaluate.evaluate(session, files, "test", tiny_encoder, "none", "", "none", 20, 0, False,
                                    tiny_encoder, "none", "", "none", 20, 0, "ndcg@10", "hybrid", "m3", "dense=x",
                                    progress=lambda *a, **k: None)
 

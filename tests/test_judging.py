@@ -102,3 +102,14 @@ def test_session_judgments_evaluate_like_hand_built_qrels(beir_dir, tiny_encoder
     assert result.retrieval.reset_index(drop=True).equals(expected)
     with pytest.raises(ExplorerError, match="No judgments"):
         JudgmentStore().to_judgments()
+
+
+def test_judgments_travel_with_a_pickled_session():
+    """ZeroGPU pickles the session's state between processes: the grades come back, the lock is rebuilt."""
+    import pickle
+
+    store = store_of(TRIPLES)
+    back = pickle.loads(pickle.dumps(store))
+    assert snapshot(back) == snapshot(store)
+    back.grade("eiffel tower", "new", 2)
+    assert back.get("eiffel tower", "new") == 2 and store.get("eiffel tower", "new") is None

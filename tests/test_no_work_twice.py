@@ -17,7 +17,7 @@ def test_prefix_k_reranker_and_map_colouring_trigger_no_corpus_encode_and_no_uma
         tiny_encoder, tiny_reranker, sample_corpus):
     *_, session = ui.load_corpus([sample_corpus])
     *_, session = ui.build_index(tiny_encoder, chunk_size=48, overlap=8, state=session, progress=None)
-    ui.search("eiffel tower", "model default", "", 10, ui.NO_RERANKER, 5, session)
+    ui.search_once("eiffel tower", "model default", "", 10, ui.NO_RERANKER, 5, session)
     list(ui.map_view("document", session))
     encoded, fits = session.session.embedder.corpus_texts_encoded, session.maps.umap_fits
     assert fits == 1
@@ -25,7 +25,7 @@ def test_prefix_k_reranker_and_map_colouring_trigger_no_corpus_encode_and_no_uma
             ("none", "", 10, ui.NO_RERANKER, 5, "cluster"),
             ("custom", BGE_EN_INSTRUCTION, 3, tiny_reranker, 3, "document"),
             ("model default", "", 50, tiny_reranker, 20, "cluster")]:
-        ui.search("eiffel tower", mode, instruction, k, reranker, top_n, session)
+        ui.search_once("eiffel tower", mode, instruction, k, reranker, top_n, session)
         frames = list(ui.map_view(colour, session))
         assert "UMAP" in frames[-1][1]
     assert session.session.embedder.corpus_texts_encoded == encoded

@@ -175,9 +175,9 @@ def test_k_and_top_n_out_of_range_name_the_limit(sample_corpus, tiny_encoder):
     session = ui.build_index(tiny_encoder, chunking="none", state=session, progress=None)[-1]
     for k in (0, 10**9, float("nan"), "ten"):
         with pytest.raises(Exception, match=r"between 1 and 1,000"):
-            ui.search("eiffel", "none", "", k, "none", 5, session)
+            ui.search_once("eiffel", "none", "", k, "none", 5, session)
     with pytest.raises(Exception, match=r"BGE_EXPLORER_MAX_QUERY_CHARS"):
-        ui.search("x" * 100_000, "none", "", 5, "none", 5, session)
+        ui.search_once("x" * 100_000, "none", "", 5, "none", 5, session)
     assert Limits().describe().startswith("Limits:")
 
 

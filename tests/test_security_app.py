@@ -55,7 +55,7 @@ def test_the_app_answers_a_huge_instruction_with_a_short_message(encoder, sample
     *_, app = ui.load_corpus([sample_corpus])
     *_, app = ui.build_index(tiny_encoder, chunking="none", state=app, progress=None)
     with pytest.raises(gr.Error) as info:
-        ui.search("tower", "custom", "z" * 5_000_000, 5, ui.NO_RERANKER, 5, app)
+        ui.search_once("tower", "custom", "z" * 5_000_000, 5, ui.NO_RERANKER, 5, app)
     assert "BGE_EXPLORER_MAX_QUERY_CHARS" in info.value.message and len(info.value.message) < 500
 
 
@@ -171,7 +171,7 @@ def test_exported_results_neutralise_formulas_and_tables_show_hidden_controls(tm
     summary, docs, _, app = ui.load_corpus([str(path)])
     assert "\\u202e" in docs["source"].iloc[0] and "\u202e" not in summary
     *_, app = ui.build_index(tiny_encoder, chunking="none", state=app, progress=None)
-    ui.search("tower", "none", "", 2, ui.NO_RERANKER, 2, app)
+    ui.search_once("tower", "none", "", 2, ui.NO_RERANKER, 2, app)
     exported = pd.read_csv(ui.export_results(app), dtype=str, keep_default_na=False)
     assert set(exported["doc_id"]) == {"'=HYPERLINK(\"http://x\")", "plain"}
     assert exported["text"].str.startswith("'=").sum() == 1 and "'-2 plain tower text" in set(exported["text"])
@@ -183,7 +183,7 @@ def test_non_numbers_from_the_api_get_a_named_message(tiny_encoder, sample_corpu
         ui.build_index(tiny_encoder, chunk_size="abc", state=app, progress=None)
     *_, app = ui.build_index(tiny_encoder, chunking="none", state=app, progress=None)
     with pytest.raises(gr.Error, match="k must be a whole number"):
-        ui.search("tower", "none", "", "abc", ui.NO_RERANKER, 5, app)
+        ui.search_once("tower", "none", "", "abc", ui.NO_RERANKER, 5, app)
 
 
 def test_the_page_says_how_long_the_chunk_limit_takes_on_a_cpu():

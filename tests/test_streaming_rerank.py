@@ -41,7 +41,7 @@ def test_the_search_handler_shows_retrieval_before_the_reranker_scores_a_pair(sa
                                                                                tiny_reranker):
     app = indexed(sample_corpus, tiny_encoder)
     cache = app.session.rerank_cache
-    steps = ui.search_steps("eiffel tower paris", "model default", "", 10, tiny_reranker, 20, app)
+    steps = ui.search("eiffel tower paris", "model default", "", 10, tiny_reranker, 20, app)
     before, after, summary, _, _ = next(steps)
     assert cache.pairs_scored == 0  # the first yield comes before any cross-encoder call
     assert len(before) == 10 and len(after) == 0 and "0 of 20 candidates scored" in summary
@@ -53,13 +53,13 @@ def test_the_search_handler_shows_retrieval_before_the_reranker_scores_a_pair(sa
     first_candidates = set(app.ranking.rows[:20].tolist())
     assert "rescored the top 20 candidates" in final[2] and "<progress" not in final[2]
     assert cache.pairs_scored == 20
-    unstreamed = ui.search("eiffel tower paris", "model default", "", 10, tiny_reranker, 20, app)
+    unstreamed = ui.search_once("eiffel tower paris", "model default", "", 10, tiny_reranker, 20, app)
     assert final[1].equals(unstreamed[1]) and final[0].equals(unstreamed[0])
     # a smaller top n: one yield, nothing scored
-    outputs = list(ui.search_steps("eiffel tower paris", "model default", "", 10, tiny_reranker, 5, app))
+    outputs = list(ui.search("eiffel tower paris", "model default", "", 10, tiny_reranker, 5, app))
     assert len(outputs) == 1 and cache.pairs_scored == 20
     # another instruction: only candidates the first top 20 did not have are scored
-    list(ui.search_steps("eiffel tower paris", "custom", "Represent this for search: ", 10, tiny_reranker, 20, app))
+    list(ui.search("eiffel tower paris", "custom", "Represent this for search: ", 10, tiny_reranker, 20, app))
     assert app.ranking.instruction == "Represent this for search: "
     new = [r for r in app.ranking.rows[:20].tolist() if r not in first_candidates]
     assert cache.pairs_scored == 20 + len(new)

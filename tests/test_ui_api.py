@@ -103,3 +103,26 @@ def test_non_numbers_sent_to_numeric_fields_are_refused_by_name(app_url, sample_
         c.predict("tower", "model default", "", "abc", "none", 10, api_name="/search")
     before, *_ = c.predict("tower", "model default", "", 3, "none", 10, api_name="/search")
     assert len(before["data"]) == 3
+
+
+def test_the_mcp_server_offers_search_evaluate_experiment_and_compare():
+    """``python app.py --mcp``: Gradio's MCP server, whose tools are the public endpoints, typed and documented."""
+    import httpx
+
+    import app as app_module
+
+    demo = layout.build_app()
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=port,
+                **app_module.launch_options(mcp=True))
+    try:
+        tools = {t["name"]: t for t in httpx.get(f"http://127.0.0.1:{port}/gradio_api/mcp/schema", timeout=30).json()}
+    finally:
+        demo.close()
+    assert {"search", "evaluate", "experiment", "compare"} <= set(tools)
+    search = tools["search"]
+    properties = search["inputSchema"]["properties"]
+    assert properties["query"]["type"] == "string" and "search for" in properties["query"]["description"]
+    assert "k" in properties and "Search the index" in search["description"]
+    assert "configs_yaml" in tools["experiment"]["inputSchema"]["properties"]
+    assert "state" not in properties  # the session's state is not a tool parameter

@@ -58,7 +58,7 @@ def test_csv_columns_are_chosen_by_the_user(tmp_path):
 def test_search_before_index_is_a_user_error(sample_corpus):
     *_, app = ui.load_sample()
     with pytest.raises(gr.Error, match="Build the index"):
-        ui.search("eiffel", state=app)
+        ui.search_once("eiffel", state=app)
     with pytest.raises(gr.Error, match="Build the index"):
         next(ui.map_view("document", app))
     with pytest.raises(gr.Error, match="Load a corpus"):
@@ -103,7 +103,7 @@ def test_offline_default_model_falls_back_and_says_so(sample_corpus):
 
 
 def test_search_with_reranker_shows_both_rankings(indexed, tiny_reranker):
-    before, after, summary, detail, app = ui.search("eiffel tower paris", "model default", "", 5,
+    before, after, summary, detail, app = ui.search_once("eiffel tower paris", "model default", "", 5,
                                                         tiny_reranker, 10, indexed)
     assert list(before["rank"]) == [1, 2, 3, 4, 5]
     assert list(after["rank"]) == [1, 2, 3, 4, 5]
@@ -121,8 +121,8 @@ def test_search_with_reranker_shows_both_rankings(indexed, tiny_reranker):
 
 def test_instruction_k_and_reranker_changes_do_not_reembed(indexed, tiny_reranker):
     encoded = indexed.session.embedder.corpus_texts_encoded
-    b1, *_ = ui.search("photosynthesis light energy", "none", "", 3, ui.NO_RERANKER, 5, indexed)
-    b2, *_ = ui.search("photosynthesis light energy", "custom", BGE_EN_INSTRUCTION, 8, tiny_reranker, 8, indexed)
+    b1, *_ = ui.search_once("photosynthesis light energy", "none", "", 3, ui.NO_RERANKER, 5, indexed)
+    b2, *_ = ui.search_once("photosynthesis light energy", "custom", BGE_EN_INSTRUCTION, 8, tiny_reranker, 8, indexed)
     assert len(b1) == 3 and len(b2) == 8
     assert indexed.ranking.instruction == BGE_EN_INSTRUCTION
     assert indexed.session.embedder.corpus_texts_encoded == encoded
@@ -149,7 +149,7 @@ def test_user_text_never_becomes_markup(tmp_path, tiny_encoder):
     summary, docs, _, app = ui.load_corpus([str(path)])
     assert docs.iloc[0]["document"] == "<b>x</b>"  # text cell: shown literally by the Dataframe
     _, _, _, _, _, app = ui.build_index(tiny_encoder, chunking="none", state=app, progress=None)
-    before, after, summary, detail, app = ui.search("<script>tower", "custom", "<i>", 1, ui.NO_RERANKER, 1, app)
+    before, after, summary, detail, app = ui.search_once("<script>tower", "custom", "<i>", 1, ui.NO_RERANKER, 1, app)
     for html in (summary, detail, before.iloc[0]["text"]):
         assert "<script" not in html and "<img" not in html and "<i>" not in html and "${" not in html
     assert "&lt;<mark>script</mark>&gt;alert(1)&lt;/<mark>script</mark>&gt;" in detail
@@ -168,7 +168,7 @@ def test_compare_prefix_reports_overlap(indexed):
 
 
 def test_map_previews_pca_then_umap_and_reuses_the_fit(indexed, tiny_reranker):
-    ui.search("eiffel tower paris", "model default", "", 4, tiny_reranker, 6, indexed)
+    ui.search_once("eiffel tower paris", "model default", "", 4, tiny_reranker, 6, indexed)
     frames = list(ui.map_view("document", indexed))
     assert "PCA preview" in frames[0][1] and "UMAP map" in frames[-1][1]
     fig = frames[-1][0]
@@ -178,7 +178,7 @@ def test_map_previews_pca_then_umap_and_reuses_the_fit(indexed, tiny_reranker):
     docs_drawn = sum(len(t.x) for t in fig.data if t.name not in ("query", "retrieved top 4", "reranked top 4"))
     assert docs_drawn == len(indexed.session.chunks)
     fits = indexed.maps.umap_fits
-    ui.search("password reset", "none", "", 3, ui.NO_RERANKER, 3, indexed)
+    ui.search_once("password reset", "none", "", 3, ui.NO_RERANKER, 3, indexed)
     frames = list(ui.map_view("cluster", indexed))
     assert len(frames) == 1 and indexed.maps.umap_fits == fits  # the fitted map is reused for the new query
     assert any(t.name.startswith("cluster") for t in frames[0][0].data)
@@ -196,7 +196,7 @@ def test_umap_handles_tiny_corpora():
 
 
 def test_exports(indexed, tmp_path):
-    ui.search("eiffel", "model default", "", 5, ui.NO_RERANKER, 5, indexed)
+    ui.search_once("eiffel", "model default", "", 5, ui.NO_RERANKER, 5, indexed)
     results = pd.read_csv(ui.export_results(indexed))
     assert len(results) == 5 and results["query"].iloc[0] == "eiffel"
     chunks = pd.read_parquet(ui.export_chunks(indexed))
@@ -213,7 +213,7 @@ def test_session_survives_pickling(indexed):
     assert copy.session.embedder is indexed.session.embedder  # found again in the process-wide model cache
     assert copy.session.current.embedder is indexed.session.embedder
     assert len(copy.session.chunks) == len(indexed.session.chunks)
-    before, *_ = ui.search("eiffel", "none", "", 3, ui.NO_RERANKER, 3, copy)
+    before, *_ = ui.search_once("eiffel", "none", "", 3, ui.NO_RERANKER, 3, copy)
     assert len(before) == 3
 
 

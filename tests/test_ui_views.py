@@ -65,7 +65,7 @@ def test_empty_states_follow_the_session(sample_corpus, tiny_encoder):
     f = views.facts(app)
     assert views.empty_message("chunks", f) is None
     assert views.empty_message("results", f) == ("Type a query above and press <b>Search</b>.", None)
-    explorer.search("eiffel tower", state=app)
+    explorer.search_once("eiffel tower", state=app)
     f = views.facts(app)
     assert views.empty_message("results", f) is None and views.shown("why", f)
     assert views.empty_message("after", f) is not None  # no reranker: the reranked list has a line instead
@@ -86,7 +86,7 @@ def test_empty_states_follow_the_session(sample_corpus, tiny_encoder):
 def test_why_this_match_offers_m3_panels_only_for_an_m3_index(sample_corpus, tiny_m3):
     _, _, _, app = explorer.load_sample(None)
     *_, app = explorer.build_index(tiny_m3, model_class="m3", chunking="none", state=app, progress=None)
-    explorer.search("eiffel tower", state=app)
+    explorer.search_once("eiffel tower", state=app)
     explorer.explain(1, app)
     f = views.facts(app)
     assert views.shown("why_lexical", f) and views.shown("why_bm25", f)

@@ -101,7 +101,7 @@ def restore_search(view: share.View | None, *inputs):
     app = app_state.get(state)
     if not isinstance(view, share.View) or not view.query or app.session.current is None:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), app
-    return (gr.Tabs(selected="search"), *explorer.search(*inputs))
+    return (gr.Tabs(selected="search"), *explorer.search_once(*inputs))
 
 
 def view_query(query: str, instruction_mode: str, instruction: str, reranker: str, mode: str, k: float,

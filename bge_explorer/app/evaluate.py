@@ -24,7 +24,7 @@ from bge_explorer.data.chunking import DEFAULT_OVERLAP
 from bge_explorer.data.qrels import Benchmark, Judgments
 from bge_explorer.data.uploads import load_uploaded
 from bge_explorer.errors import Cancelled, ExplorerError
-from bge_explorer.evaluation.evaluate import EvaluationResult, evaluate
+from bge_explorer.evaluation.evaluate import EvaluationResult, evaluate as evaluate_config
 from bge_explorer.evaluation.significance import KEY_METRICS, ABResult, run_ab
 from bge_explorer.exports import write_csv
 from bge_explorer.models.catalog import DEFAULT_MODEL
@@ -144,14 +144,41 @@ def status_text(a: EvaluationResult, b: EvaluationResult | None, notes: list[str
     return "\n".join(lines)
 
 
-def run_evaluation(state, files, split: str,
+def evaluate(state, files, split: str,
                    a_model: str, a_instruction_mode: str, a_instruction: str, a_reranker: str, a_top_n, a_chunk,
                    compare: bool, b_model: str, b_instruction_mode: str, b_instruction: str, b_reranker: str,
                    b_top_n, b_chunk, metric: str = "ndcg@10", a_mode: str = "dense", a_fusion: str = AUTO,
                    a_weights: str = "", b_mode: str = "dense", b_fusion: str = AUTO, b_weights: str = "",
                    progress=gr.Progress(), request: gr.Request = None):
-    """The Evaluate button (and ``/evaluate``): returns (state, status, A table, B table, A/B table,
-    per-query table, chart, downloads). Errors become a gr.Error with the message escaped."""
+    """Evaluate a retrieval configuration (A), optionally against a second one (B), on labelled queries:
+    nDCG, recall, MRR and MAP at 1-100, and for A/B a paired randomisation test and a 95% interval per metric.
+    Returns (state, status, A table, B table, A/B table, per-query table, chart, downloads).
+
+    Args:
+        files: a BEIR zip (corpus.jsonl, queries.jsonl, qrels/<split>.tsv), or queries.jsonl with a qrels .tsv,
+            or a CSV of query,relevant_doc_id[,score] for the session's corpus.
+        split: the qrels split of a BEIR zip, e.g. "test".
+        a_model: A's embedding model: a catalog name, Hub id or local directory.
+        a_instruction_mode: "model's own", "none" or "custom".
+        a_instruction: A's custom query instruction.
+        a_reranker: A's reranker, or "none".
+        a_top_n: how many documents A's reranker rescores.
+        a_chunk: A's chunk size in tokens; 0 for whole documents.
+        compare: whether to evaluate B too and compare.
+        b_model: B's embedding model.
+        b_instruction_mode: B's instruction mode.
+        b_instruction: B's custom instruction.
+        b_reranker: B's reranker, or "none".
+        b_top_n: B's rerank depth.
+        b_chunk: B's chunk size (0: whole documents).
+        metric: the metric of the per-query difference chart.
+        a_mode: A's retrieval mode (dense, sparse, colbert, bm25, hybrid).
+        a_fusion: A's hybrid fusion (auto, rrf, weighted, m3).
+        a_weights: A's hybrid weights, e.g. "dense=0.4, bm25=0.6".
+        b_mode: B's retrieval mode.
+        b_fusion: B's hybrid fusion.
+        b_weights: B's hybrid weights.
+    """
     app = app_state.get(state)
     session = app.session
     try:
@@ -179,7 +206,7 @@ def run_evaluation(state, files, split: str,
 
         with app_state.running(app, request):
             if config_b is None:
-                a, ab, b = evaluate(work, bench.judgments, config_a, progress=report), None, None
+                a, ab, b = evaluate_config(work, bench.judgments, config_a, progress=report), None, None
             else:
                 ab = run_ab(work, bench.judgments, config_a, config_b, progress=report)
                 a, b = ab.a, ab.b
@@ -309,7 +336,7 @@ def build_evaluate_tab(session_state: gr.State, gate: Callable[[str], Any] | Non
 
     same.click(same_model_with_and_without_instruction, [a_fields[0], a_fields[3], a_fields[4], a_fields[5]],
                [a_fields[1], a_fields[2], compare, *b_fields], api_visibility="private")
-    event = run.click(run_evaluation, [session_state, files, split, *a_fields, compare, *b_fields, metric, *a_retrieval,
+    event = run.click(evaluate, [session_state, files, split, *a_fields, compare, *b_fields, metric, *a_retrieval,
                                *b_retrieval],
               [session_state, status, a_table, b_table, ab_table, per_query, chart, downloads],
               api_name="evaluate", concurrency_id="models", concurrency_limit=settings.current().models_concurrency())

@@ -371,28 +371,41 @@ def weights_of(*values: float | None) -> dict[str, float]:
     return {m: float(v) for m, v in zip(registry.names(), values) if v is not None}
 
 
-def search(query: str, instruction_mode: str = "model default", instruction: str = "", k: float = DEFAULT_K,
-           reranker: str = NO_RERANKER, top_n: float = DEFAULT_TOP_N, state: Any = None,
-           mode: str = "dense", fusion: str = AUTO, *weights: float):
+def search_once(query: str, instruction_mode: str = "model default", instruction: str = "", k: float = DEFAULT_K,
+                reranker: str = NO_RERANKER, top_n: float = DEFAULT_TOP_N, state: Any = None,
+                mode: str = "dense", fusion: str = AUTO, *weights: float):
     """Retrieve the top k; rerank the top n candidates when a reranker is chosen. Never re-embeds the corpus.
 
     ``mode``: a registered mode (dense, sparse, colbert, bm25) or hybrid; ``fusion`` and ``weights`` (one per
     registered mode, in registry order; 0 leaves a mode out) apply to hybrid. The reranker applies after fusion.
-    -> (before, after, summary, detail, state): the last of :func:`search_steps`.
+    -> (before, after, summary, detail, state): the last of :func:`search`.
     """
-    for outputs in search_steps(query, instruction_mode, instruction, k, reranker, top_n, state, mode, fusion,
+    for outputs in search(query, instruction_mode, instruction, k, reranker, top_n, state, mode, fusion,
                                 *weights):
         pass
     return outputs
 
 
-def search_steps(query: str, instruction_mode: str = "model default", instruction: str = "", k: float = DEFAULT_K,
-                 reranker: str = NO_RERANKER, top_n: float = DEFAULT_TOP_N, state: Any = None,
-                 mode: str = "dense", fusion: str = AUTO, *weights: float) -> Iterator[tuple]:
-    """:func:`search` as the page runs it (a Gradio generator): the retrieval table first, before the reranker
-    scores a pair; then the reranked table after each batch of the cross-encoder (the first batch small, so
-    reranked rows show within about half a second), with the pairs scored so far in the summary. Pairs scored
-    before (another top n, instruction, k or mode) come from the session's cache."""
+def search(query: str, instruction_mode: str = "model default", instruction: str = "", k: float = DEFAULT_K,
+           reranker: str = NO_RERANKER, top_n: float = DEFAULT_TOP_N, state: Any = None,
+           mode: str = "dense", fusion: str = AUTO, *weights: float) -> Iterator[tuple]:
+    """Search the index built in this session: the top k chunks, and their order after a cross-encoder reranker.
+
+    A generator: the retrieval table comes first, before the reranker scores a pair; then the reranked table
+    after each batch of the cross-encoder (the first batch small, so reranked rows show within about half a
+    second). Pairs scored before (another top n, instruction, k or mode) come from the session's cache. The
+    corpus is never re-embedded. Yields (retrieved table, reranked table, summary, top chunk, state).
+
+    Args:
+        query: the text to search for (the instruction is prefixed to it).
+        instruction_mode: "model default" (the model's own query instruction), "none" or "custom".
+        instruction: the custom instruction, used as typed when instruction_mode is "custom".
+        k: how many chunks to retrieve (1 to BGE_EXPLORER_MAX_K).
+        reranker: a catalog reranker, Hub id or local directory; "none" for no reranking.
+        top_n: how many of the retrieved chunks the reranker rescores.
+        mode: dense, sparse, colbert, bm25 or hybrid.
+        fusion: how hybrid combines the modes: auto, rrf, weighted or m3.
+    """
     app = app_state.get(state)
     session = app.session
     query = (query or "").strip()
@@ -484,7 +497,7 @@ def rerun_search(query, instruction_mode, instruction, k, reranker, top_n, state
     if not (query or "").strip() or app.session.current is None:
         yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), app
         return
-    yield from search_steps(query, instruction_mode, instruction, k, reranker, top_n, app, *retrieval)
+    yield from search(query, instruction_mode, instruction, k, reranker, top_n, app, *retrieval)
 
 
 # ------------------------------------------------------------------------------------- hybrid: ColBERT, why
@@ -565,7 +578,7 @@ def open_evaluated_query(query: str, relevant: str, instruction_mode: str, instr
         note = box("warn", f"Build the index (Model &amp; index tab) to run “{esc(query)}”; its relevant documents "
                            f"({label(', '.join(sorted(app.marked)) or 'none')}) will be marked.")
         return gr.Tabs(selected="search"), query, gr.skip(), gr.skip(), note, gr.skip(), app
-    before, after, summary, detail, app = search(query, instruction_mode, instruction, k, reranker, top_n,
+    before, after, summary, detail, app = search_once(query, instruction_mode, instruction, k, reranker, top_n,
                                                  app, *retrieval)
     return gr.Tabs(selected="search"), query, before, after, summary, detail, app
 

@@ -19,9 +19,10 @@ from bge_explorer.app.explorer import (INSTRUCTION_MODES, NO_RERANKER, build_ind
                                        explain,
                                        explain_after, explain_before, export_chunks, export_map, export_results,
                                        load_corpus, load_sample, map_view, model_info, open_evaluated_query,
-                                       rerun_search, retrieval_info, search_steps, show_after_chunk, show_before_chunk,
+                                       rerun_search, retrieval_info, search, show_after_chunk, show_before_chunk,
                                        stop, toggle_colbert)
 from bge_explorer.app.render import box, esc
+from bge_explorer.app.workbench import GRADE_KEYS_JS, build_workbench_tab
 from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
 from bge_explorer.data.corpus import FORMATS
 from bge_explorer.models.catalog import CATALOG, DEFAULT_MODEL
@@ -100,6 +101,8 @@ def build_app(demo_reranker: str | None = None) -> gr.Blocks:
                 _export_tab(page)
             with gr.Tab("Evaluate", id="evaluate"):
                 evaluate_parts = build_evaluate_tab(page.state, page.gate)
+            with gr.Tab("Workbench", id="workbench"):
+                build_workbench_tab(page)
         page.changes.append(evaluate_parts["selected_query"].change(  # a per-query row opens in Search, marked
             gpu(open_evaluated_query),
             [evaluate_parts["selected_query"], evaluate_parts["selected_relevant"], page.instruction_mode,
@@ -109,6 +112,7 @@ def build_app(demo_reranker: str | None = None) -> gr.Blocks:
         large.input(None, [large], [large], js=LARGE_TYPE_JS, api_visibility="private")
         _demo_and_links(page, demo, demo_btn, demo_reranker)
         _refresh_after(page, page.changes)
+        demo.load(None, js=GRADE_KEYS_JS)  # keys 0-3 and n grade in the Workbench's judging table
         demo.unload(client_left)
     return demo
 
@@ -177,7 +181,7 @@ def _demo_and_links(page: Page, demo: gr.Blocks, demo_btn: gr.Button, demo_reran
     steps = [start]
     steps.append(start.success(gpu(build_index, 300), build_inputs, page.build_outputs, api_visibility="private",
                                **page.builds))
-    steps.append(steps[-1].success(gpu(search_steps), search_inputs, page.search_outputs, api_visibility="private",
+    steps.append(steps[-1].success(gpu(search), search_inputs, page.search_outputs, api_visibility="private",
                                    **page.models))
     steps.append(steps[-1].success(gpu(compare_prefix), [c.compare_query, page.instruction, page.k, page.state],
                                    c.compare_outputs, api_visibility="private", **page.models))
@@ -343,7 +347,7 @@ def _search_tab(page: Page) -> None:
                                    page.top_n, state, *page.retrieval_inputs]
     # A generator: the retrieval table first, the reranked one filling in batch by batch (its panel opens first).
     triggers = [search_btn.click, page.query.submit]
-    searched = gr.on(triggers, gpu(search_steps), inputs, page.search_outputs, api_name="search",
+    searched = gr.on(triggers, gpu(search), inputs, page.search_outputs, api_name="search",
                      show_progress="minimal", **page.models)
     gr.on(triggers, _open_results, [page.reranker, state], _gate_parts(page, "results", "after"), queue=False,
           api_visibility="private")
@@ -354,7 +358,7 @@ def _search_tab(page: Page) -> None:
     page.changes += [searched, rerun, *_share_link(page, searched), *_share_link(page, rerun)]
     for button in prepared:  # a prepared query: into the query box, then searched
         run = button.click(lambda q: q, [button], [page.query], queue=False, api_visibility="private").then(
-            gpu(search_steps), inputs, page.search_outputs, api_visibility="private", show_progress="minimal",
+            gpu(search), inputs, page.search_outputs, api_visibility="private", show_progress="minimal",
             **page.models)
         page.changes += [run, *_share_link(page, run)]
     page.reranker.change(lambda name: choices.availability_html(name, "reranker"), [page.reranker],

@@ -24,6 +24,7 @@ from typing import Sequence
 
 from bge_explorer.data.qrels import Judgments, QrelsError, combine, read_beir_judgments, read_qrels_csv
 from bge_explorer.errors import ExplorerError
+from bge_explorer.pickling import ProcessLocal
 
 SCALES = {
     "graded": ("irrelevant", "related", "relevant", "perfect"),  # 0-3, Quepid's and TREC's four grades
@@ -42,7 +43,7 @@ class QueryCounts:
     relevant: int
 
 
-class JudgmentStore:
+class JudgmentStore(ProcessLocal):
     """``{query text: {doc id: grade}}`` in order of first judgment, for one session. Thread-safe."""
 
     def __init__(self, scale: str = "graded") -> None:

@@ -1,0 +1,103 @@
+"""The Workbench tab's handlers, driven as the page drives them (no browser): judge, import/export, query sets,
+an experiment on the session's own judgments, calibration and comparison."""
+from __future__ import annotations
+
+import json
+import zipfile
+
+import gradio as gr
+import pytest
+import yaml
+
+from bge_explorer.app import explorer as ui
+from bge_explorer.app import workbench as wb
+from bge_explorer.retrieval.config import RetrievalConfig
+
+
+def indexed(sample_corpus, tiny_encoder):
+    *_, app = ui.load_corpus([sample_corpus])
+    *_, app = ui.build_index(tiny_encoder, chunking="none", state=app, progress=None)
+    return app
+
+
+def test_judge_grade_by_row_and_go_to_the_next_unjudged(sample_corpus, tiny_encoder):
+    app = indexed(sample_corpus, tiny_encoder)
+    with pytest.raises(gr.Error, match="Type a query"):
+        wb.judge_query("", app)
+    table, counts, row, app = wb.judge_query("eiffel tower paris", app)
+    assert len(table) == wb.JUDGED_K and (table["grade"] == "").all() and row == 0 and "0 of 10 judged" in counts
+    ranked = list(table["document"])
+    table, counts, row, app = wb.grade_row(3, 0, app)
+    assert app.session.judgments.get("eiffel tower paris", ranked[0]) == 3 and row == 1
+    assert table["grade"].iloc[0] == "3 perfect" and "1 of 10 judged (1 relevant)" in counts
+    wb.grade_row(0, 2, app)
+    assert wb.next_unjudged(1, app) == 3  # row 2 is judged now
+    with pytest.raises(gr.Error, match="0 to 3"):
+        wb.grade_row(7, 1, app)
+    # the same document is judged for every configuration: another search configuration sees the grade
+    ui.search_once("eiffel tower paris", "none", "", 10, ui.NO_RERANKER, 5, app)
+    table, *_ = wb.judge_query("eiffel tower paris", app)
+    graded = dict(zip(table["document"], table["grade"]))
+    assert graded[ranked[0]] == "3 perfect"
+
+
+def test_export_then_import_in_a_new_session_is_lossless(sample_corpus, tiny_encoder):
+    app = indexed(sample_corpus, tiny_encoder)
+    wb.judge_query("eiffel tower paris", app)
+    for row, grade in ((0, 3), (1, 0), (4, 2)):
+        wb.grade_row(grade, row, app)
+    files, app = wb.export_judgments(app)
+    assert [f.rsplit("/", 1)[-1] for f in files] == ["judgments.zip", "judgments.csv"]
+    assert app.workdir and all(f.startswith(app.workdir) for f in files)  # in the session's own directory
+    with zipfile.ZipFile(files[0]) as z:
+        assert set(z.namelist()) == {"queries.jsonl", "qrels/test.tsv"}
+    for path in files:
+        other = indexed(sample_corpus, tiny_encoder)
+        summary, other = wb.import_judgments([path], other)
+        assert "Read 3 judgments" in summary
+        assert other.session.judgments.grades("eiffel tower paris") == app.session.judgments.grades(
+            "eiffel tower paris")
+
+
+def test_query_set_and_an_experiment_on_my_own_judgments(sample_corpus, tiny_encoder, tmp_path):
+    app = indexed(sample_corpus, tiny_encoder)
+    summary, picker, app = wb.set_query_set("eiffel tower paris\nhow do bees make honey\n\n", None, app)
+    assert app.query_set == ["eiffel tower paris", "how do bees make honey"] and "2 queries" in summary
+    for query, relevant in (("eiffel tower paris", "eiffel-tower"), ("how do bees make honey", "honey-bees")):
+        app.session.judgments.grade(query, relevant, 3)
+        app.session.judgments.grade(query, "bitcoin", 0)
+    template = yaml.safe_load(wb.experiment_template(app))
+    assert [c["name"] for c in template["configurations"]] == ["dense, no instruction", "dense, model's instruction",
+                                                               "BM25", "dense + BM25 (RRF)"]
+    status, table, figure, files, app = wb.experiment(wb.experiment_template(app), "", app)
+    assert "4 configurations on 2 judged queries" in status and len(table) == 4
+    assert list(table.columns[:4]) == ["configuration", "ndcg@10", "ndcg@10 95% CI", "ndcg@10 p (Holm)"]
+    names = [f.rsplit("/", 1)[-1] for f in files]
+    assert names[:3] == ["experiment.json", "per_query.csv", "decision.yaml"]
+    winner = RetrievalConfig.load(files[2])
+    assert winner.label in set(table["configuration"])
+    payload = json.loads(open(files[0], encoding="utf-8").read())
+    assert payload["baseline"] == "BM25" and payload["queries"] == 2
+    with pytest.raises(gr.Error, match="configurations"):
+        wb.experiment("configurations: 5", "", app)
+    with pytest.raises(gr.Error, match="baseline"):
+        wb.experiment(wb.experiment_template(app), "nope", app)
+
+
+def test_calibrate_and_compare_from_the_tab(sample_corpus, tiny_encoder, tiny_reranker):
+    app = indexed(sample_corpus, tiny_encoder)
+    with pytest.raises(gr.Error, match="No judgments"):
+        wb.calibrate(wb.NO_RERANKER, 0.9, app)
+    for doc, grade in (("eiffel-tower", 3), ("great-wall", 0), ("bitcoin", 0)):
+        app.session.judgments.grade("eiffel tower paris", doc, grade)
+    status, thresholds, figure, app = wb.calibrate(tiny_reranker, 0.9, app)
+    assert "3 judged pairs (1 relevant)" in status
+    assert list(thresholds["score"]) == ["cosine", "cosine", "sigmoid", "sigmoid"]
+    with pytest.raises(gr.Error, match="query set"):
+        wb.compare("model: null\nmodes: [bm25]", "model: null\nmodes: [bm25]", 5, app)
+    wb.set_query_set("eiffel tower paris\nriver", None, app)
+    summary, table, app = wb.compare(f"model: {tiny_encoder}\nchunk_size: null", "model: null\nmodes: [bm25]\n"
+                                         "chunk_size: null", 5, app)
+    assert "2 queries, top 5" in summary and len(table) == 2
+    with pytest.raises(gr.Error, match="A: unknown field"):
+        wb.compare("modle: x", "model: null", 5, app)
