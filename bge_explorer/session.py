@@ -155,7 +155,7 @@ class Session(ProcessLocal):
         from bge_explorer.models.loading import load_embedder
 
         embedder = load_embedder(config.model, pooling=config.pooling, model_class=config.model_class,
-                                 precision=config.precision)
+                                 backend=config.backend, precision=config.precision)
         if config.revision and embedder.identity != config.revision:
             raise ConfigError("revision", f"the configuration was made with {config.model} at {config.revision}, "
                                           f"but the model found has identity {embedder.identity}")
@@ -164,7 +164,7 @@ class Session(ProcessLocal):
     def reranker(self, config: RetrievalConfig) -> Reranker:
         from bge_explorer.models.loading import load_reranker
 
-        return load_reranker(config.reranker, precision=config.precision)
+        return load_reranker(config.reranker, backend=config.backend, precision=config.precision)
 
     # -- the user's own index ---------------------------------------------------------------------------------
 
@@ -174,8 +174,9 @@ class Session(ProcessLocal):
         state = self.state(embedder, chunk_size, overlap)
         state.part("dense", progress)
         self._make_current(state, RetrievalConfig(model=embedder.spec.name, pooling=embedder.spec.pooling,
-                                                  model_class=embedder.spec.model_class, precision=embedder.precision
-                                                  if embedder.precision in ("fp32", "bf16") else "auto",
+                                                  model_class=embedder.spec.model_class, backend=embedder.backend,
+                                                  precision=embedder.precision if embedder.precision != "fp16"
+                                                  else "auto",
                                                   chunk_size=chunk_size, overlap=overlap))
         return state.chunks
 

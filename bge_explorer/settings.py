@@ -112,12 +112,13 @@ class Settings:
     session_ttl_s: float = 3_600.0  # BGE_EXPLORER_SESSION_TTL_S: idle seconds before a session is dropped
     max_sessions: int = 1_000  # BGE_EXPLORER_MAX_SESSIONS: browser sessions Gradio keeps (state_session_capacity)
     tmp_dir: str = ""  # BGE_EXPLORER_TMP_DIR; empty: <system temp>/bge-explorer-sessions
-    cache_dir: str = ""  # BGE_EXPLORER_CACHE_DIR; empty: $XDG_CACHE_HOME or ~/.cache, then /bge-explorer
     auto_umap: bool = True  # BGE_EXPLORER_AUTO_UMAP=0 turns off fitting UMAP in the background after a build
     public: bool = False  # BGE_EXPLORER_PUBLIC=1 or SPACE_ID set
     max_model_mb: float = 3_000.0  # BGE_EXPLORER_MAX_MODEL_MB: a Hub model's download cap (its needed files)
     hub_allow: tuple[str, ...] = ()  # BGE_EXPLORER_HUB_ALLOW: comma-separated Hub ids a visitor may type; empty: any
     hub_token_for_visitors: bool = False  # BGE_EXPLORER_HUB_TOKEN_FOR_VISITORS=1: typed ids get HF_TOKEN too
+    cache_dir: str = ""  # BGE_EXPLORER_CACHE_DIR; empty: $XDG_CACHE_HOME or ~/.cache, then /bge-explorer
+    openvino: bool = True  # BGE_EXPLORER_OPENVINO=0 turns the OpenVINO backend off: auto then runs torch, saying so
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -133,12 +134,13 @@ class Settings:
             session_ttl_s=_number(env, PREFIX + "SESSION_TTL_S", d.session_ttl_s),
             max_sessions=_number(env, PREFIX + "MAX_SESSIONS", d.max_sessions),
             tmp_dir=env.get(PREFIX + "TMP_DIR", ""),
-            cache_dir=env.get(PREFIX + "CACHE_DIR", ""),
             auto_umap=env.get(PREFIX + "AUTO_UMAP", "1") != "0",
             public=env.get(PREFIX + "PUBLIC", "") == "1" or bool(env.get("SPACE_ID")),
             max_model_mb=_number(env, PREFIX + "MAX_MODEL_MB", d.max_model_mb),
             hub_allow=tuple(s.strip() for s in env.get(PREFIX + "HUB_ALLOW", "").split(",") if s.strip()),
             hub_token_for_visitors=env.get(PREFIX + "HUB_TOKEN_FOR_VISITORS", "") == "1",
+            cache_dir=env.get(PREFIX + "CACHE_DIR", ""),
+            openvino=env.get(PREFIX + "OPENVINO", "1") != "0",
         )
 
     def with_(self, **changes) -> Settings:

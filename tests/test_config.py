@@ -20,7 +20,9 @@ BAD = [  # (field, the fields given, what the message says)
     ("pooling", {"pooling": "max"}, "must be one of cls, mean"),
     ("model_class", {"model_class": "reranker"}, "must be one of encoder, m3"),
     ("revision", {"revision": 3.0}, "must be a string"),
-    ("precision", {"precision": "fp8"}, "must be one of auto, fp32, bf16"),
+    ("backend", {"backend": "onnx"}, "must be one of torch, openvino"),
+    ("precision", {"precision": "fp8"}, "must be one of auto, fp32, bf16, int8"),
+    ("precision", {"precision": "int8"}, "int8 runs on the openvino backend only"),
     ("instruction", {"instruction": 7}, "must be a string or null"),
     ("chunk_size", {"chunk_size": "big"}, "must be a whole number"),
     ("chunk_size", {"chunk_size": 1.5}, "must be a whole number"),
@@ -68,7 +70,8 @@ def test_unknown_fields_in_a_mapping_are_named():
 
 def sample_config(**changes) -> RetrievalConfig:
     """A configuration away from the defaults in every field that has a second valid value."""
-    fields = dict(model="bge-m3", pooling="cls", model_class="m3", revision="0123abcd", precision="fp32",
+    fields = dict(model="bge-m3", pooling="cls", model_class="m3", revision="0123abcd", backend="openvino",
+                  precision="fp32",
                   instruction="Represent this: ", chunk_size=128, overlap=16, modes=("dense", "sparse", "bm25"),
                   fusion="weighted", weights={"dense": 0.5, "bm25": 0.25}, rrf_k=30, reranker="bge-reranker-base",
                   top_n=7, k=50, label="mine")
@@ -100,9 +103,9 @@ def test_id_is_stable_independent_of_the_label_and_changes_with_every_other_fiel
     same = sample_config(modes="bm25+dense+sparse", weights=[("bm25", 0.25), ("dense", 0.5)])
     assert same == base and same.id == base.id
     other = {"model": "bge-large-en-v1.5", "pooling": "mean", "model_class": "encoder", "revision": "fedcba98",
-             "precision": "bf16", "instruction": None, "chunk_size": 256, "overlap": 32, "modes": ("dense", "bm25"),
-             "fusion": "rrf", "weights": {"dense": 0.5, "bm25": 1.0}, "rrf_k": 60, "bm25": "lucene",
-             "reranker": "bge-reranker-large", "top_n": 20, "k": 100}
+             "backend": "torch", "precision": "bf16", "instruction": None, "chunk_size": 256, "overlap": 32,
+             "modes": ("dense", "bm25"), "fusion": "rrf", "weights": {"dense": 0.5, "bm25": 1.0}, "rrf_k": 60,
+             "bm25": "lucene", "reranker": "bge-reranker-large", "top_n": 20, "k": 100}
     single_valued = {"index"}  # one index backend so far: nothing to change it to
     assert set(other) | single_valued | {"label"} == set(FIELDS)
     ids = {base.id}

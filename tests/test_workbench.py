@@ -69,6 +69,8 @@ def test_query_set_and_an_experiment_on_my_own_judgments(sample_corpus, tiny_enc
     template = yaml.safe_load(wb.experiment_template(app))
     assert [c["name"] for c in template["configurations"]] == ["dense, no instruction", "dense, model's instruction",
                                                                "BM25", "dense + BM25 (RRF)"]
+    assert wb.estimate(wb.experiment_template(app), "", app).startswith(
+        "4 configurations on 2 judged queries: 1 corpus encode(s)")  # three dense configurations, one model
     status, table, figure, files, app = wb.experiment(wb.experiment_template(app), "", app)
     assert "4 configurations on 2 judged queries" in status and len(table) == 4
     assert list(table.columns[:4]) == ["configuration", "ndcg@10", "ndcg@10 95% CI", "ndcg@10 p (Holm)"]

@@ -242,6 +242,20 @@ def _plan(configs_yaml: str, baseline: str | None, app: AppState) -> ExperimentP
     return plan.checked()
 
 
+def estimate(configs_yaml: str, baseline: str, state: Any = None) -> str:
+    """What the experiment will cost before it runs: configurations, corpus encodes, reranked pairs."""
+    app = app_state.get(state)
+    try:
+        plan = _plan(configs_yaml, baseline, app)
+        queries = len(app.session.judgments.to_judgments())
+    except ExplorerError as exc:
+        raise fail(exc) from None
+    w = plan.workload(queries)
+    return (f"{w['configurations']} configurations on {queries} judged queries: {w['corpus_encodes']} corpus "
+            f"encode(s) (each about as long as building that index; none for a model and chunking already "
+            f"built), {w['query_encodes']} query encodes, at most {w['reranked_pairs_at_most']} reranked pairs.")
+
+
 def results_table(result: ExperimentResult) -> pd.DataFrame:
     rows = []
     for name in result.results:
@@ -480,6 +494,7 @@ def build_workbench_tab(page) -> None:
                           "on a field is a sweep; at most 12)", lines=14)
         with gr.Row():
             template = gr.Button("Template for the current index")
+            estimate_btn = gr.Button("Estimate")
             baseline = gr.Textbox("", label="Baseline (default: the file's, else the first)")
             run = gr.Button("Run the experiment on my judgments", variant="primary")
             stop = gr.Button("Stop", size="sm")
@@ -525,6 +540,7 @@ def build_workbench_tab(page) -> None:
     picker.input(lambda q: q, picker, query, api_visibility="private").then(
         judge_query, [query, state], judged, api_visibility="private", **page.models)
     template.click(experiment_template, [state], configs, api_visibility="private")
+    estimate_btn.click(estimate, [configs, baseline, state], status, api_visibility="private")
     event = run.click(experiment, [configs, baseline, state], [status, results, chart, files, state],
                       api_name="experiment", **page.models)
     stop.click(lambda s: app_state.get(s).cancel(), [state], None, cancels=[event], queue=False,

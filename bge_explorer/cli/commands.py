@@ -33,6 +33,8 @@ def indexed_session(args: argparse.Namespace, config: RetrievalConfig) -> tuple[
         print(f"note: {note}", file=sys.stderr)
     config = resolve_default_model(config)
     embedder = session.embedder_for(config)
+    if embedder is not None:
+        print(f"model: {embedder.path_note}", file=sys.stderr)  # which backend and precision run, and why
     if config.needs_model:
         chunks = session.build_index(embedder, config.chunk_size, config.overlap, stderr_progress("embed"))
         how = ""

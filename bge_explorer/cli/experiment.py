@@ -73,8 +73,11 @@ def cmd_experiment(args: argparse.Namespace) -> None:
     if args.baseline:
         plan.baseline = args.baseline
     plan.checked()
-    print(f"{len(plan.configurations)} configurations on {len(data.judgments)} queries, baseline "
-          f"{plan.baseline}", file=sys.stderr)
+    work = plan.workload(len(data.judgments))
+    print(f"{work['configurations']} configurations on {len(data.judgments)} queries, baseline {plan.baseline}: "
+          f"{work['corpus_encodes']} corpus encode(s) (each about as long as building that index), "
+          f"{work['query_encodes']} query encodes, at most {work['reranked_pairs_at_most']} reranked pairs",
+          file=sys.stderr)
     session = Session()
     session.set_corpus(data.corpus)
     result = run_experiment(session, data.judgments, plan, metrics=METRICS, progress=stage_progress(),

@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from bge_explorer.errors import ConfigError, ExplorerError
+from bge_explorer.models.backends import BACKENDS
 from bge_explorer.models.catalog import DEFAULT_MODEL, EMBEDDERS, OFFLINE_MODEL
 from bge_explorer.models.devices import PRECISIONS
 from bge_explorer.retrieval.bm25_index import ANALYZERS
@@ -56,8 +57,12 @@ def add_config_options(parser: argparse.ArgumentParser, prefix: str = "", *, chu
     parser.add_argument(f"{p}pooling", choices=POOLINGS, help="pooling of a custom model (default cls)")
     parser.add_argument(f"{p}model-class", choices=MODEL_CLASSES, help="class of a custom model (default encoder)")
     if not b:
+        parser.add_argument("--backend", choices=BACKENDS,
+                            help="what runs the models: torch (default) or openvino (converted once, cached on disk)")
         parser.add_argument("--precision", choices=PRECISIONS,
-                            help="CPU precision: bf16 where the CPU has bf16 units (auto, default), or fp32")
+                            help="fp32, bf16, int8 (openvino only) or auto (default): with torch bf16 where the CPU "
+                                 "has bf16 units; with openvino the fastest precision the quality guard allows on "
+                                 "this CPU, else torch (docs/cpu.md)")
     group = parser.add_mutually_exclusive_group()
     group.add_argument(f"{p}instruction", metavar="TEXT", help=f"{who}query instruction (default: the model's own)")
     group.add_argument(f"{p}no-instruction", action="store_true", help="search without a query instruction")
@@ -108,8 +113,9 @@ def config_from_args(args: argparse.Namespace, prefix: str = "", base: Retrieval
                        revision=None)
     elif _given(args, prefix, "model_class") is not None:
         changes["model_class"] = _given(args, prefix, "model_class")
-    if not prefix and getattr(args, "precision", None):
-        changes["precision"] = args.precision
+    for name in ("backend", "precision"):
+        if not prefix and getattr(args, name, None):
+            changes[name] = getattr(args, name)
     if _given(args, prefix, "chunk_size") is not None:
         changes["chunk_size"] = _given(args, prefix, "chunk_size") or None
     if _given(args, prefix, "instruction") is not None:
@@ -176,7 +182,7 @@ def resolve_default_model(config: RetrievalConfig) -> RetrievalConfig:
         return config
     from bge_explorer.models.loading import load_embedder_with_fallback
 
-    embedder, notice = load_embedder_with_fallback(DEFAULT_MODEL, precision=config.precision)
+    embedder, notice = load_embedder_with_fallback(DEFAULT_MODEL, backend=config.backend, precision=config.precision)
     if notice:
         print(f"note: {notice}", file=sys.stderr)
     return config.with_(model=embedder.spec.name)

@@ -167,6 +167,19 @@ class ExperimentPlan:
             raise ConfigError(path.name, f"is not valid YAML or JSON: {str(exc)[:200]}") from None
         return cls.from_dict(data, where=path.name, base=base)
 
+    def workload(self, queries: int) -> dict[str, int]:
+        """What running the plan costs, before it runs: configurations, corpus encodes (one per distinct model,
+        chunking and precision; the session's cache may hold some already), query encodes, and at most how many
+        (query, chunk) pairs the cross-encoders score (the cache removes pairs scored before)."""
+        encodes = {(c.model, c.chunk_size, c.overlap, c.precision) for c in self.configurations if c.needs_model}
+        reranked: dict[str, int] = {}
+        for c in self.configurations:
+            if c.reranker:
+                reranked[c.reranker] = max(reranked.get(c.reranker, 0), c.top_n)
+        return {"configurations": len(self.configurations), "corpus_encodes": len(encodes),
+                "query_encodes": queries * sum(1 for c in self.configurations if c.needs_model),
+                "reranked_pairs_at_most": queries * sum(reranked.values())}
+
     def checked(self, max_configurations: int = MAX_CONFIGURATIONS) -> ExperimentPlan:
         names = [c.label for c in self.configurations]
         if self.baseline not in names:

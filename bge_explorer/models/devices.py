@@ -9,8 +9,8 @@ import torch
 
 from bge_explorer.errors import ConfigError
 
-Precision = Literal["auto", "fp32", "bf16"]
-PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16")
+Precision = Literal["auto", "fp32", "bf16", "int8"]
+PRECISIONS: tuple[str, ...] = ("auto", "fp32", "bf16", "int8")  # int8: the OpenVINO backend only
 
 
 def default_device() -> str:
@@ -30,11 +30,12 @@ def cpu_has_bf16() -> bool:
 
 
 def resolve_precision(precision: Precision, device: str) -> str:
-    """The precision actually used: ``fp16`` on CUDA; on CPU ``bf16`` only where the CPU has bf16 units."""
+    """The precision torch actually uses: ``fp16`` on CUDA; on CPU ``bf16`` only where the CPU has bf16 units."""
     if device.startswith("cuda"):
         return "fp16"
     if precision not in ("auto", "fp32", "bf16"):
-        raise ConfigError("precision", f"must be auto, fp32 or bf16, not {str(precision)[:40]!r}")
+        raise ConfigError("precision", f"must be auto, fp32 or bf16 with the torch backend, not {str(precision)[:40]!r}"
+                                       " (int8 runs with --backend openvino)")
     if precision == "auto":
         return "bf16" if cpu_has_bf16() else "fp32"
     return precision

@@ -1,7 +1,9 @@
-"""Embedders: a FlagEmbedding model wrapped with its identity, device, precision and a lock.
+"""Embedders: a FlagEmbedding model wrapped with its identity, device, backend, precision and a lock.
 
 One class per model family behind :func:`bge_explorer.models.loading.load_embedder`:
-:class:`FlagEmbedder` (``FlagModel``, CLS or mean pooling) and :class:`M3Embedder` (``BGEM3FlagModel``).
+:class:`FlagEmbedder` (``FlagModel``, CLS or mean pooling) and :class:`M3Embedder` (``BGEM3FlagModel``), run
+by torch; their OpenVINO counterparts (:mod:`bge_explorer.models.openvino_backend`) override only the
+per-batch forward pass (``_forward``), so tokenisation, batching and post-processing are shared.
 Each declares what it :attr:`~Embedder.produces`, and :meth:`~Embedder.encode` returns those outputs:
 
 - ``"dense"``: (n, dim) float32 L2-normalised vectors;
@@ -37,19 +39,39 @@ class Embedder(abc.ABC):
     """A loaded embedding model. Safe to share between threads (each batch holds the model alone)."""
 
     produces: frozenset[str] = frozenset({DENSE})
+    backend = "torch"
 
     def __init__(self, spec: ModelSpec, model, identity: str, device: str, precision: str, batch_size: int):
         self.spec, self.model, self.identity = spec, model, identity
         self.device, self.precision, self.batch_size = device, precision, batch_size
         self.tokenizer = model.tokenizer
-        self.dim = spec.dim or int(model.model.config.hidden_size)
+        self.dim = spec.dim or self._hidden_size(model)
         self.corpus_texts_encoded = 0  # how many passages this model has embedded, for "no work twice" checks
+        self.path_note = f"{self.backend} {precision}"  # which path runs and why; the loader says more
         self._lock = threading.Lock()
+        self._place()
+
+    @staticmethod
+    def _hidden_size(model) -> int:
+        return int(model.model.config.hidden_size)
+
+    @property
+    def versions(self) -> str:
+        """The versions of what runs the model, e.g. ``torch 2.13.0``."""
+        return f"torch {torch.__version__.split('+')[0]}"
+
+    def _place(self) -> None:
+        """Put the torch module on the device, in eval mode."""
+        self.model.model.to(self.device).eval()
 
     @property
     def cache_key(self) -> tuple:
-        """What embeddings depend on besides the text: model identity, pooling, max length, precision."""
-        return (self.identity, self.spec.pooling, self.spec.max_length, self.precision)
+        """What embeddings depend on besides the text: model identity, pooling, max length, backend, precision."""
+        return (self.identity, self.spec.pooling, self.spec.max_length, self.backend, self.precision)
+
+    def _pad(self, features: dict[str, list]) -> dict:
+        """Unpadded token ids of one batch -> padded ``(b, L)`` arrays: torch tensors on the device here."""
+        return self.tokenizer.pad(features, padding=True, return_tensors="pt").to(self.device)
 
     @abc.abstractmethod
     def encode(self, texts: Sequence[str], outputs: Sequence[str] = (DENSE,), progress: Progress | None = None
@@ -104,10 +126,6 @@ class FlagEmbedder(Embedder):
     sort over the whole corpus (least padding), no repeated probe batch, progress per batch.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.model.model.to(self.device).eval()
-
     def encode(self, texts: Sequence[str], outputs: Sequence[str] = (DENSE,), progress: Progress | None = None
                ) -> Encoded:
         self._check_outputs(outputs)
@@ -119,15 +137,18 @@ class FlagEmbedder(Embedder):
         order = np.argsort([-len(ids) for ids in inputs["input_ids"]], kind="stable")
         for start in range(0, len(texts), self.batch_size):
             rows = order[start:start + self.batch_size]
-            with self._lock, torch.inference_mode(), autocast(self.precision, self.device):
-                batch = self.tokenizer.pad({key: [inputs[key][i] for i in rows] for key in inputs},
-                                           padding=True, return_tensors="pt").to(self.device)
-                hidden = self.model.model(**batch, return_dict=True).last_hidden_state
-                pooled = self.model.pooling(hidden, batch["attention_mask"]).float()
-                out[rows] = torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
+            with self._lock:
+                out[rows] = self._forward(self._pad({key: [inputs[key][i] for i in rows] for key in inputs}))
             if progress:
                 progress(min(start + self.batch_size, len(texts)), len(texts))
         return {DENSE: out}
+
+    def _forward(self, batch: dict) -> np.ndarray:
+        """One padded batch -> (b, dim) float32 unit vectors: FlagEmbedding's pooling, then L2 normalisation."""
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            hidden = self.model.model(**batch, return_dict=True).last_hidden_state
+            pooled = self.model.pooling(hidden, batch["attention_mask"]).float()
+            return torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy()
 
 
 class M3Embedder(Embedder):
@@ -164,7 +185,6 @@ class M3Embedder(Embedder):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.model.model.to(self.device).eval()
         special = ("cls_token", "eos_token", "pad_token", "unk_token")
         self._unused_ids = {self.tokenizer.convert_tokens_to_ids(self.tokenizer.special_tokens_map[name])
                             for name in special if name in self.tokenizer.special_tokens_map}
@@ -187,25 +207,30 @@ class M3Embedder(Embedder):
         order = np.argsort([-len(ids) for ids in inputs["input_ids"]], kind="stable")
         for start in range(0, len(texts), self.batch_size):
             rows = order[start:start + self.batch_size]
-            with self._lock, torch.inference_mode(), autocast(self.precision, self.device), self._float_heads():
-                batch = self.tokenizer.pad({key: [inputs[key][i] for i in rows] for key in inputs},
-                                           padding=True, return_tensors="pt").to(self.device)
-                got = self.model.model(batch, return_dense=dense, return_sparse=sparse, return_colbert_vecs=colbert)
-                if dense:
-                    out[DENSE][rows] = got["dense_vecs"].float().cpu().numpy()
+            features = {key: [inputs[key][i] for i in rows] for key in inputs}
+            with self._lock:
+                got = self._forward(self._pad(features), dense, sparse, colbert)
+            if dense:
+                out[DENSE][rows] = got[DENSE]
+            for j, i in enumerate(rows):
                 if sparse:
-                    weights = got["sparse_vecs"].squeeze(-1).float().cpu().numpy()
-                    ids = batch["input_ids"].cpu().numpy()
-                    for j, i in enumerate(rows):
-                        out[LEXICAL][i] = self._lexical(weights[j], ids[j])
+                    out[LEXICAL][i] = self._lexical(got[LEXICAL][j], np.asarray(features["input_ids"][j]))
                 if colbert:
-                    vecs = got["colbert_vecs"].float().cpu().numpy()
-                    lengths = batch["attention_mask"].sum(dim=1).cpu().numpy()
-                    for j, i in enumerate(rows):
-                        out[MULTIVECTOR][i] = np.ascontiguousarray(vecs[j, :int(lengths[j]) - 1], np.float32)
+                    out[MULTIVECTOR][i] = np.ascontiguousarray(got[MULTIVECTOR][j, :len(features["input_ids"][j]) - 1],
+                                                               np.float32)
             if progress:
                 progress(min(start + self.batch_size, len(texts)), len(texts))
         return out
+
+    def _forward(self, batch: dict, dense: bool, sparse: bool, colbert: bool) -> dict[str, np.ndarray]:
+        """One padded (b, L) batch -> float32 ``{dense: (b, dim), lexical: (b, L) token weights, multivector:
+        (b, L - 1, colbert_dim)}``, only the outputs asked for, through ``BGEM3FlagModel``'s inference module."""
+        with torch.inference_mode(), autocast(self.precision, self.device), self._float_heads():
+            got = self.model.model(batch, return_dense=dense, return_sparse=sparse, return_colbert_vecs=colbert)
+        if sparse:
+            got["sparse_vecs"] = got["sparse_vecs"].squeeze(-1)
+        names = ((DENSE, "dense_vecs", dense), (LEXICAL, "sparse_vecs", sparse), (MULTIVECTOR, "colbert_vecs", colbert))
+        return {name: got[key].float().cpu().numpy() for name, key, wanted in names if wanted}
 
     def _lexical(self, weights: np.ndarray, ids: np.ndarray) -> dict[str, float]:
         """One text's token weights -> ``{token id as str: max weight}`` over its tokens, as FlagEmbedding does."""

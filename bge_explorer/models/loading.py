@@ -2,8 +2,10 @@
 
 ``load_embedder`` and ``load_reranker`` are the factory: they resolve a name or path to a
 :class:`~bge_explorer.models.catalog.ModelSpec`, find the weights (local directory, the local Hugging Face
-cache, or the Hub when it is reachable), load them through FlagEmbedding with an explicit device,
-and keep the result in :data:`MODEL_CACHE`, shared by every session of the process.
+cache, or the Hub when it is reachable), pick the route (backend and precision, :mod:`~bge_explorer.models.backends`),
+load them through FlagEmbedding with an explicit device (converted by OpenVINO for that backend), and keep
+the result in :data:`MODEL_CACHE`, shared by every session of the process. ``path_note`` on the result says
+which route runs and why.
 """
 from __future__ import annotations
 
@@ -24,10 +26,12 @@ from typing import Callable, Iterable, Mapping
 
 from bge_explorer.models.catalog import (CATALOG, DEFAULT_MODEL, OFFLINE_MODEL, ModelClass, ModelSpec, Pooling,
                                          resolve_spec)
-from bge_explorer.models.devices import Precision, default_device, resolve_precision
+from bge_explorer.models import backends, openvino_backend
+from bge_explorer.models.devices import Precision, default_device
 from bge_explorer.models.embedders import Embedder, FlagEmbedder, M3Embedder
 from bge_explorer import settings
 from bge_explorer.errors import ModelLoadError, ModelOfflineError
+from bge_explorer.models.openvino_backend import OpenVINOFlagEmbedder, OpenVINOM3Embedder, OpenVINOReranker
 from bge_explorer.models.rerankers import Reranker
 
 log = logging.getLogger(__name__)
@@ -332,10 +336,10 @@ def check_remote_code(path: str, name: str) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class Family:
-    """A model class: how FlagEmbedding loads it, the wrapper that serves it, its default batch size."""
+    """A model class: how FlagEmbedding loads it, the wrapper that serves it per backend, its default batch size."""
 
     load: Callable[[str, ModelSpec, dict], object]
-    wrapper: type
+    wrappers: Mapping[str, type]  # backend -> wrapper class
     batch_size: Callable[[str, str], int]
 
 
@@ -356,63 +360,110 @@ def _flag_embedder(cls_name: str):
 
 
 def _encoder_batch(precision: str, device: str) -> int:
-    return 256 if device.startswith("cuda") else 32 if precision == "bf16" else 64  # bf16 on CPU: 32 measured faster
+    return 256 if device.startswith("cuda") else 64 if precision == "fp32" else 32  # CPU bf16: 32 measured faster
 
 
 FAMILIES: dict[str, Family] = {
-    "encoder": Family(_flag_embedder("FlagModel"), FlagEmbedder, _encoder_batch),
-    "m3": Family(_flag_embedder("BGEM3FlagModel"), M3Embedder, _encoder_batch),
-    "reranker": Family(_flag_reranker, Reranker, lambda precision, device: 128 if device.startswith("cuda") else 32),
+    "encoder": Family(_flag_embedder("FlagModel"), {"torch": FlagEmbedder, "openvino": OpenVINOFlagEmbedder},
+                      _encoder_batch),
+    "m3": Family(_flag_embedder("BGEM3FlagModel"), {"torch": M3Embedder, "openvino": OpenVINOM3Embedder},
+                 _encoder_batch),
+    "reranker": Family(_flag_reranker, {"torch": Reranker, "openvino": OpenVINOReranker},
+                       lambda precision, device: 128 if device.startswith("cuda") else 32),
 }
-"""Model class -> its FlagEmbedding loader and wrapper; the one place a model family is chosen."""
+"""Model class -> its FlagEmbedding loader and wrappers; the one place a model family is chosen."""
 
 
-def _reload(kind: str, spec: ModelSpec, precision: str, device: str):
-    return (load_reranker if kind == "reranker" else load_embedder)(spec, precision=precision, device=device)
+def _reload(kind: str, spec: ModelSpec, backend: str, precision: str, device: str):
+    return (load_reranker if kind == "reranker" else load_embedder)(spec, backend=backend, precision=precision,
+                                                                    device=device)
 
 
 def _reduce_model(model) -> tuple:
     """Pickle a loaded model as how to find it again in this process's cache (ZeroGPU's forked workers)."""
     kind = "reranker" if isinstance(model, Reranker) else "embedder"
-    return _reload, (kind, model.spec, model.precision if model.precision in ("fp32", "bf16") else "auto",
+    return _reload, (kind, model.spec, model.backend, model.precision if model.precision != "fp16" else "auto",
                      model.device)
 
 
-for _cls in (FlagEmbedder, M3Embedder, Reranker):
-    copyreg.pickle(_cls, _reduce_model)
+for _family in FAMILIES.values():
+    for _cls in _family.wrappers.values():
+        copyreg.pickle(_cls, _reduce_model)
 
 
-def _load(spec: ModelSpec, device: str, precision: str, batch_size: int | None):
-    from transformers.utils import logging as transformers_logging
+def _torch_load(family: Family, spec: ModelSpec, path: str, identity: str, device: str, precision: str,
+                batch_size: int) -> tuple[object, int]:
+    common = dict(use_fp16=device.startswith("cuda"), devices=device, trust_remote_code=trust_remote_code())
+    model = family.load(path, spec, common)
+    return family.wrappers["torch"](spec, model, identity, device, precision, batch_size), _param_bytes(model.model)
 
-    transformers_logging.set_verbosity_error()  # no per-load reports of unused pooler weights
-    transformers_logging.disable_progress_bar()
-    path, identity = locate(spec)
+
+def _openvino_load(family: Family, spec: ModelSpec, path: str, identity: str, device: str, precision: str,
+                   batch_size: int) -> tuple[object, int]:
+    common = dict(use_fp16=False, devices="cpu", trust_remote_code=trust_remote_code())
+    return openvino_backend.load(family.wrappers["openvino"], lambda: family.load(path, spec, common), spec, path,
+                                 identity, precision, batch_size)
+
+
+LOADERS = {"torch": _torch_load, "openvino": _openvino_load}
+"""Backend -> how it loads a family's model: (wrapper, bytes it keeps)."""
+
+FAILED: dict[tuple, str] = {}
+"""(spec, backend, precision) -> why that OpenVINO route failed in this process: auto does not try it again."""
+
+
+def _load(spec: ModelSpec, path: str, identity: str, device: str, route: backends.Route, batch_size: int | None):
     check_remote_code(path, spec.name)
-    use_fp16 = device.startswith("cuda")
-    common = dict(use_fp16=use_fp16, devices=device, trust_remote_code=trust_remote_code())
     family = FAMILIES[spec.model_class]
+    size = batch_size or family.batch_size(route.precision, device)
     try:
-        model = family.load(path, spec, common)
-        obj = family.wrapper(spec, model, identity, device, precision, batch_size or family.batch_size(precision, device))
-    except ModelLoadError:
+        obj, nbytes = LOADERS[route.backend](family, spec, path, identity, device, route.precision, size)
+    except (ModelLoadError, openvino_backend.BackendFailure):
         raise
     except Exception as exc:  # transformers raises many kinds for wrong or incomplete files
         raise ModelLoadError(spec.name, f"{type(exc).__name__}: {exc}".splitlines()[0][:500]) from exc
-    return obj, _param_bytes(model.model)
+    return obj, nbytes
 
 
-def _get(spec: ModelSpec, precision: Precision, device: str | None, batch_size: int | None):
+def _get(spec: ModelSpec, backend: str, precision: Precision, device: str | None, batch_size: int | None):
+    from transformers.utils import logging as transformers_logging
+
     device = device or default_device()
-    actual = resolve_precision(precision, device)
-    key = (spec, device, actual, batch_size)
-    return MODEL_CACHE.get(key, lambda: _load(spec, device, actual, batch_size))
+    backends.check(backend, precision)
+    transformers_logging.set_verbosity_error()  # no per-load reports of unused pooler weights
+    transformers_logging.disable_progress_bar()
+    located = functools.cache(lambda: locate(spec))  # (path, identity): only on a load, or for auto's guard
+    failures: dict[str, str] = {}
+
+    def get(route: backends.Route):
+        """The model on ``route``, its ``path_note`` saying why the latest request in this process got it."""
+        key = (spec, device if route.backend == "torch" else "cpu", route.backend, route.precision, batch_size)
+        obj = MODEL_CACHE.get(key, lambda: _load(spec, *located(), key[1], route, batch_size))
+        obj.path_note = "; ".join([route.note, *(f"{name} failed: {why}" for name, why in failures.items())])
+        return obj
+
+    *tries, last = backends.routes(spec, lambda: located()[1], backend, precision, device)
+    for route in tries:  # openvino + auto: the OpenVINO routes the guard allows, fastest first
+        name, known = f"{route.backend} {route.precision}", FAILED.get((spec, route.backend, route.precision))
+        if known:
+            failures[name] = known
+            continue
+        try:
+            return get(route)
+        except openvino_backend.BackendFailure as exc:
+            log.warning("%s: %s failed (%s); trying the next route", spec.name, name, exc)
+            FAILED[(spec, route.backend, route.precision)] = failures[name] = str(exc)
+    try:
+        return get(last)
+    except openvino_backend.BackendFailure as exc:  # an OpenVINO route asked for by name: no fallback
+        raise ModelLoadError(spec.name, f"the {last.backend} {last.precision} route failed: {exc}") from exc
 
 
 def load_embedder(name_or_path: str | ModelSpec, *, pooling: Pooling | None = None,
-                  model_class: ModelClass | None = None, precision: Precision = "auto", device: str | None = None,
-                  batch_size: int | None = None) -> Embedder:
-    """An :class:`Embedder` for a catalog name, Hub id or local directory, loaded once per process.
+                  model_class: ModelClass | None = None, backend: str = backends.DEFAULT_BACKEND,
+                  precision: Precision = "auto", device: str | None = None, batch_size: int | None = None) -> Embedder:
+    """An :class:`Embedder` for a catalog name, Hub id or local directory, loaded once per process on the route
+    ``backend`` and ``precision`` choose (:func:`bge_explorer.models.backends.routes`); ``.path_note`` says which.
 
     Raises ModelLoadError naming the model and the reason when it cannot be loaded (ModelSpecError for a string
     that names no model this server accepts), LimitError for an id longer than ``limits.max_field_chars``.
@@ -421,14 +472,14 @@ def load_embedder(name_or_path: str | ModelSpec, *, pooling: Pooling | None = No
                                                                                   pooling=pooling)
     if spec.model_class == "reranker":
         raise ModelLoadError(spec.name, "it is a reranker, not an embedding model")
-    return _get(spec, precision, device, batch_size)  # type: ignore[return-value]
+    return _get(spec, backend, precision, device, batch_size)  # type: ignore[return-value]
 
 
-def load_reranker(name_or_path: str | ModelSpec, *, precision: Precision = "auto", device: str | None = None,
-                  batch_size: int | None = None) -> Reranker:
-    """A :class:`Reranker` (cross-encoder) for a catalog name, Hub id or local directory."""
+def load_reranker(name_or_path: str | ModelSpec, *, backend: str = backends.DEFAULT_BACKEND,
+                  precision: Precision = "auto", device: str | None = None, batch_size: int | None = None) -> Reranker:
+    """A :class:`Reranker` (cross-encoder) for a catalog name, Hub id or local directory, on the route chosen."""
     spec = name_or_path if isinstance(name_or_path, ModelSpec) else resolve_spec(name_or_path, model_class="reranker")
-    return _get(spec, precision, device, batch_size)  # type: ignore[return-value]
+    return _get(spec, backend, precision, device, batch_size)  # type: ignore[return-value]
 
 
 def load_embedder_with_fallback(name_or_path: str = DEFAULT_MODEL, **kwargs) -> tuple[Embedder, str | None]:

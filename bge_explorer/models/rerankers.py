@@ -24,13 +24,25 @@ class Reranker:
     without the repeated probe batch, so a single batch of candidates is scored once, not twice.
     """
 
+    backend = "torch"
+
     def __init__(self, spec: ModelSpec, model, identity: str, device: str, precision: str, batch_size: int):
         self.spec, self.model, self.identity = spec, model, identity
         self.device, self.precision, self.batch_size = device, precision, batch_size
+        self.path_note = f"{self.backend} {precision}"  # which path runs and why; the loader says more
         self._lock = threading.Lock()
-        if model.use_fp16:  # FlagReranker loads fp32 weights and halves them when scoring on a GPU
-            model.model.half()
-        model.model.to(device).eval()
+        self._place()
+
+    def _place(self) -> None:
+        """Put the torch module on the device, in eval mode (halved on a GPU, as FlagReranker scores there)."""
+        if self.model.use_fp16:
+            self.model.model.half()
+        self.model.model.to(self.device).eval()
+
+    @property
+    def cache_key(self) -> tuple:
+        """What scores depend on besides the texts: model identity, max length, backend, precision."""
+        return (self.identity, self.spec.max_length, self.backend, self.precision)
 
     def score(self, query: str, passages: Sequence[str],
               progress: Callable[[int, int], None] | None = None) -> np.ndarray:
@@ -52,10 +64,14 @@ class Reranker:
         order = np.argsort([-len(item["input_ids"]) for item in inputs], kind="stable")
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
-            with self._lock, torch.inference_mode(), autocast(self.precision, self.device):
-                batch = tokenizer.pad({key: [inputs[i][key] for i in rows] for key in inputs[rows[0]]},
-                                      padding=True, return_tensors="pt").to(self.device)
-                out[rows] = self.model.model(**batch, return_dict=True).logits.view(-1).float().cpu().numpy()
+            with self._lock:
+                out[rows] = self._forward({key: [inputs[i][key] for i in rows] for key in inputs[rows[0]]})
             if progress:
                 progress(min(start + self.batch_size, len(order)), len(order))
         return out
+
+    def _forward(self, features: dict[str, list]) -> np.ndarray:
+        """Unpadded token ids of b pairs -> (b,) raw logits."""
+        with torch.inference_mode(), autocast(self.precision, self.device):
+            batch = self.model.tokenizer.pad(features, padding=True, return_tensors="pt").to(self.device)
+            return self.model.model(**batch, return_dict=True).logits.view(-1).float().cpu().numpy()

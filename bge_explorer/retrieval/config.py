@@ -20,8 +20,8 @@ from typing import Any, Mapping, Sequence
 
 from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
 from bge_explorer.errors import ConfigError
+from bge_explorer.models import backends
 from bge_explorer.models.catalog import DEFAULT_MODEL
-from bge_explorer.models.devices import PRECISIONS
 from bge_explorer.retrieval import modes as registry
 from bge_explorer.retrieval.bm25_index import ANALYZERS, DEFAULT_ANALYZER
 from bge_explorer.retrieval.fusion import FUSIONS, RRF_K
@@ -33,6 +33,7 @@ DEFAULT_TOP_N = 20
 INDEX_BACKENDS = ("faiss-flat",)
 POOLINGS = ("cls", "mean")
 MODEL_CLASSES = ("encoder", "m3")
+ADDED_FIELDS = {"backend": backends.DEFAULT_BACKEND}  # field -> default: left out of the id at its default
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +42,8 @@ class RetrievalConfig:
 
     ``model``: a catalog name, Hub id or local directory; None for BM25 alone (chunk sizes then count words).
     ``revision``: the model identity this configuration was decided on (Hub revision or file hash); when set,
-    loading a model with another identity is refused. ``instruction``: None = the model's own query
+    loading a model with another identity is refused. ``backend`` (torch or openvino) and ``precision`` (auto,
+    fp32, bf16, int8: openvino only) choose how models run (:mod:`bge_explorer.models.backends`). ``instruction``: None = the model's own query
     instruction, "" = none, any other string is prefixed to each query as is. ``chunk_size`` None: one chunk
     per document, truncated at the model's max length. ``bm25``: the BM25 analyzer
     (:data:`~bge_explorer.retrieval.bm25_index.ANALYZERS`: ``stemmed`` or ``lucene``). ``weights``: ``{mode: weight}`` for fusion (missing
@@ -52,6 +54,7 @@ class RetrievalConfig:
     pooling: str | None = None
     model_class: str | None = None
     revision: str | None = None
+    backend: str = backends.DEFAULT_BACKEND
     precision: str = "auto"
     instruction: str | None = None
     chunk_size: int | None = DEFAULT_SIZE
@@ -88,8 +91,7 @@ class RetrievalConfig:
             raise ConfigError("pooling", f"must be one of {', '.join(POOLINGS)}, not {self.pooling!r}")
         if self.model_class is not None and self.model_class not in MODEL_CLASSES:
             raise ConfigError("model_class", f"must be one of {', '.join(MODEL_CLASSES)}, not {self.model_class!r}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError("precision", f"must be one of {', '.join(PRECISIONS)}, not {self.precision!r}")
+        backends.check(self.backend, self.precision)
         if self.fusion not in (AUTO, *FUSIONS):
             raise ConfigError("fusion", f"must be one of {AUTO}, {', '.join(FUSIONS)}, not {self.fusion!r}")
         if not isinstance(self.bm25, str) or self.bm25 not in ANALYZERS:
@@ -129,9 +131,13 @@ class RetrievalConfig:
 
     @property
     def id(self) -> str:
-        """A stable 12-hex-digit id: the hash of every field but the label."""
+        """A stable 12-hex-digit id: the hash of every field but the label. Fields added since 0.2 (``backend``)
+        count only when not at their default, so the ids of earlier configurations stay."""
         fields = self.to_dict()
         fields.pop("label")
+        for name, default in ADDED_FIELDS.items():
+            if fields[name] == default:
+                fields.pop(name)
         return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
 
     def with_(self, **changes) -> RetrievalConfig:
@@ -144,6 +150,8 @@ class RetrievalConfig:
         parts = []
         if self.needs_model:
             parts.append(self.model.rstrip("/").split("/")[-1])
+            if self.backend != backends.DEFAULT_BACKEND:
+                parts.append(f"{self.backend} {self.precision}")
         if self.fused:
             w = self.weight_map
             mix = " + ".join(f"{m} {w[m]:g}" if m in w else m for m in self.modes)

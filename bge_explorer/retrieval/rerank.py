@@ -13,7 +13,8 @@ from bge_explorer.retrieval.embedding_cache import digest
 
 
 class RerankCache(ProcessLocal):
-    """``{(reranker identity, max length, precision, query): {passage digest: logit}}`` for one session."""
+    """``{(reranker cache key: identity, max length, backend, precision; query): {passage digest: logit}}`` for one
+    session."""
 
     def __init__(self) -> None:
         self._store: dict[tuple, dict[bytes, float]] = {}
@@ -29,7 +30,7 @@ class RerankCache(ProcessLocal):
 
     @staticmethod
     def _key(reranker: Reranker, query: str) -> tuple:
-        return reranker.identity, reranker.spec.max_length, reranker.precision, query
+        return (*reranker.cache_key, query)
 
     def logits(self, reranker: Reranker, query: str, passages: Sequence[str],
                progress: Callable[[int, int], None] | None = None) -> np.ndarray:
