@@ -34,14 +34,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                              "(default 2); events that use a model share BGE_EXPLORER_MODEL_CONCURRENCY")
     parser.add_argument("--no-preload", action="store_true", help="do not load the default model at start")
     parser.add_argument("--no-warm-umap", action="store_true", help="do not compile UMAP's numba code at start")
+    parser.add_argument("--demo-reranker", default=None, metavar="NAME_OR_PATH",
+                        help="the reranker 'Try the demo' uses when it can load here (default: the first catalog "
+                             "reranker that can)")
     parser.add_argument("--mcp", action="store_true",
                         help="also serve the API as an MCP server (tools: search, evaluate, experiment, compare, ...); "
                              "GRADIO_MCP_SERVER=True does the same")
     return parser.parse_args(argv)
 
 
-def create_app(preload: bool = True, warm_umap: bool = True):
-    """The Blocks app with its queue; loads the default model (at module level on ZeroGPU) and warms UMAP."""
+def create_app(preload: bool = True, warm_umap: bool = True, demo_reranker: str | None = None):
+    """The Blocks app; loads the default model (at module level on ZeroGPU) and warms UMAP. ``demo_reranker``: the
+    reranker "Try the demo" uses when it can load here."""
     from bge_explorer.app import explorer, layout
     from bge_explorer.maps import projection
 
@@ -51,7 +55,7 @@ def create_app(preload: bool = True, warm_umap: bool = True):
             logging.getLogger("bge_explorer").warning(notice)
     if warm_umap:
         projection.warm_up(background=True)
-    return layout.build_app()
+    return layout.build_app(demo_reranker=demo_reranker)
 
 
 def launch_options(mcp: bool = False) -> dict:
@@ -70,7 +74,7 @@ def launch_options(mcp: bool = False) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    demo = create_app(preload=not args.no_preload, warm_umap=not args.no_warm_umap)
+    demo = create_app(preload=not args.no_preload, warm_umap=not args.no_warm_umap, demo_reranker=args.demo_reranker)
 
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)
     demo.launch(server_name=args.host, server_port=args.port, **launch_options(mcp=args.mcp))

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs Debian's Chromium and ChromeDriver for the browser tests, once (idempotent).
-# Playwright drives this Chromium; it never downloads a browser of its own.
+# Installs what the browser tests need, once (idempotent): Debian's Chromium and ChromeDriver, then axe-core
+# from npm (scripts/install-axe.sh). Playwright drives this Chromium; it never downloads a browser of its own.
 set -euo pipefail
-if [ -x /usr/bin/chromium ]; then
-  exit 0
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+if [ ! -x /usr/bin/chromium ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
 fi
-SUDO=""
-[ "$(id -u)" -eq 0 ] || SUDO="sudo"
-$SUDO apt-get update -qq
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver
+bash "$HERE/install-axe.sh"

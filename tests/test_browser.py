@@ -2,26 +2,21 @@
 
 Flow: upload a file, build the index with the default model (offline: the packaged MiniLM, and the page
 says so), search with a custom local reranker, see both rankings and the map. A corpus with HTML and
-script payloads renders as text and runs nothing. Screenshots go to test-artifacts/; with
-BGE_EXPLORER_UPDATE_SCREENSHOTS=1 the README's ones in assets/screenshots/ are replaced too.
+script payloads renders as text and runs nothing. Screenshots go to test-artifacts/ (the README's come from
+tests/test_browser_views.py).
 """
 from __future__ import annotations
 
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from browser_support import CHROMIUM, CHROMIUM_ARGS, record_errors, served_app
 
-CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
-SCREENSHOTS = ROOT / "assets" / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 PAYLOAD = "<script>alert(1)</script> and <img src=x onerror=alert(1)> and ${alert(1)}"
 
 pytestmark = [
@@ -35,18 +30,11 @@ sync_api = pytest.importorskip("playwright.sync_api")
 
 @pytest.fixture(scope="module")
 def app_url():
-    import app as app_module
-
     os.environ["BGE_EXPLORER_AUTO_UMAP"] = "1"  # as served: UMAP fits in the background after a build
-    demo = app_module.create_app(preload=False, warm_umap=False)
-    demo.queue(default_concurrency_limit=2)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, quiet=True, server_name="127.0.0.1", server_port=port,
-                **app_module.launch_options())
     try:
-        yield f"http://127.0.0.1:{port}/"
+        with served_app() as url:
+            yield url
     finally:
-        demo.close()
         os.environ["BGE_EXPLORER_AUTO_UMAP"] = "0"
 
 
@@ -57,10 +45,9 @@ def page(app_url):
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         context = browser.new_context(viewport={"width": 1400, "height": 1000})
         page = context.new_page()
-        page.dialogs, page.console_errors = [], []
+        page.dialogs = []
         page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
-        page.on("console", lambda m: page.console_errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: page.console_errors.append(str(e)))
+        record_errors(page)
         page.goto(app_url, wait_until="domcontentloaded")
         page.get_by_role("tab", name="Corpus").wait_for(timeout=60_000)
         yield page
@@ -73,11 +60,7 @@ def shot(page, name: str, readme: bool = False) -> None:
         for close in page.locator("[data-testid=toast-body] .toast-close").all():
             close.click()
         page.wait_for_timeout(300)
-    path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    if readme and os.environ.get("BGE_EXPLORER_UPDATE_SCREENSHOTS") == "1":
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(path, SCREENSHOTS / f"{name}.png")
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
 def open_tab(page, name: str) -> None:

@@ -5,16 +5,18 @@ them to components. User text (queries, ids, file names) is shown as text, never
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from pathlib import Path
+from typing import Any, Callable
 
 import gradio as gr
 import pandas as pd
 
 from bge_explorer import settings
 from bge_explorer.app.components import number_input
-from bge_explorer.app import state as app_state
+from bge_explorer.app import choices, state as app_state
 from bge_explorer.app.hybrid import mode_choices
 from bge_explorer.app.render import fail, label
 from bge_explorer.app.state import AppState
@@ -25,7 +27,7 @@ from bge_explorer.errors import Cancelled, ExplorerError
 from bge_explorer.evaluation.evaluate import EvaluationResult, evaluate as evaluate_config
 from bge_explorer.evaluation.significance import KEY_METRICS, ABResult, run_ab
 from bge_explorer.exports import write_csv
-from bge_explorer.models.catalog import DEFAULT_MODEL, EMBEDDERS, RERANKERS
+from bge_explorer.models.catalog import DEFAULT_MODEL
 from bge_explorer.models.loading import load_embedder_with_fallback
 from bge_explorer.retrieval import modes as registry
 from bge_explorer.retrieval.config import AUTO, DEFAULT_TOP_N, HYBRID, RetrievalConfig, parse_modes, parse_weights
@@ -214,6 +216,7 @@ def evaluate(state, files, split: str,
         return (app, "Stopped.") + (gr.skip(),) * 6
     except ExplorerError as exc:
         raise fail(exc) from None
+    app.evaluated = "ab" if ab else "a"
     figure = ab.comparison.figure(metric if metric in ab.comparison.table.index else "ndcg@10") if ab else None
     return (app, status_text(a, b, a.notes),
             summary_table(a), summary_table(b) if b is not None else None,
@@ -259,12 +262,12 @@ def on_instruction_mode(mode: str):
 
 
 def _config_column(tag: str):
-    model = gr.Dropdown(EMBEDDERS, value=DEFAULT_MODEL, label=f"{tag}: embedding model", allow_custom_value=True,
+    model = gr.Dropdown(choices.choices("model"), value=DEFAULT_MODEL, label=f"{tag}: embedding model", allow_custom_value=True,
                         info="catalog name, Hub id or local directory (offline: the packaged all-MiniLM-L6-v2)")
     mode = gr.Radio(INSTRUCTION_MODES, value="model's own", label=f"{tag}: query instruction")
     text = gr.Textbox("", label=f"{tag}: custom instruction", visible=False,
                       placeholder="prepended to every query, exactly as typed (end it with a space)")
-    reranker = gr.Dropdown([NO_RERANKER] + RERANKERS, value=NO_RERANKER, label=f"{tag}: reranker",
+    reranker = gr.Dropdown(choices.choices("reranker"), value=NO_RERANKER, label=f"{tag}: reranker",
                            allow_custom_value=True)
     top_n = number_input(DEFAULT_TOP_N, label=f"{tag}: rerank top n documents", precision=0, minimum=1,
                       maximum=MAX_TOP_N)
@@ -285,8 +288,10 @@ def _retrieval_column(tag: str):
     return mode, fusion, weights
 
 
-def build_evaluate_tab(session_state: gr.State):
+def build_evaluate_tab(session_state: gr.State, gate: Callable[[str], Any] | None = None):
     """Lay out the Evaluate tab inside the caller's ``with gr.Tab(...)``; wire it to ``session_state``.
+    ``gate(name)``: the page's empty state for the results (``evaluate``) and B's (``evaluate_b``), a context to
+    lay them out in (default: always shown).
 
     Returns a dict of the main components for cross-tab wiring: a click on a row of ``per_query`` fills
     ``selected_query`` (query text) and ``selected_relevant`` (its relevant document ids, comma-separated);
@@ -312,16 +317,22 @@ def build_evaluate_tab(session_state: gr.State):
                              value="ndcg@10", label="Metric for the A/B chart")
         run = gr.Button("Evaluate", variant="primary")
     status = gr.Textbox(label="Status", interactive=False, lines=3)
-    with gr.Row():
-        a_table = gr.Dataframe(label="A: mean metrics", interactive=False)
-        b_table = gr.Dataframe(label="B: mean metrics", interactive=False)
-    ab_table = gr.Dataframe(label="A/B: B - A with paired randomisation test", interactive=False)
-    chart = gr.Plot(label="Per-query difference")
-    per_query = gr.Dataframe(label="Per query (click a row to pick its query)", interactive=False, max_height=500)
-    with gr.Row():
-        selected_query = gr.Textbox("", label="Picked query", interactive=False)
-        selected_relevant = gr.Textbox("", label="Its relevant documents", interactive=False)
-    downloads = gr.File(label="Download (CSV per query, JSON everything)", file_count="multiple", interactive=False)
+    gate = gate or (lambda _name: contextlib.nullcontext())
+    with gate("evaluate"):
+        with gr.Row():
+            a_table = gr.Dataframe(label="A: mean metrics", interactive=False)
+            with gr.Column():
+                with gate("evaluate_b"):
+                    b_table = gr.Dataframe(label="B: mean metrics", interactive=False)
+                    ab_table = gr.Dataframe(label="A/B: B - A with paired randomisation test", interactive=False)
+                    chart = gr.Plot(label="Per-query difference")
+        per_query = gr.Dataframe(label="Per query (click a row to pick its query)", interactive=False,
+                                 max_height=500)
+        with gr.Row():
+            selected_query = gr.Textbox("", label="Picked query", interactive=False)
+            selected_relevant = gr.Textbox("", label="Its relevant documents", interactive=False)
+        downloads = gr.File(label="Download (CSV per query, JSON everything)", file_count="multiple",
+                            interactive=False)
 
     same.click(same_model_with_and_without_instruction, [a_fields[0], a_fields[3], a_fields[4], a_fields[5]],
                [a_fields[1], a_fields[2], compare, *b_fields], api_visibility="private")
@@ -332,5 +343,5 @@ def build_evaluate_tab(session_state: gr.State):
     per_query.select(pick_query, per_query, [selected_query, selected_relevant], api_visibility="private")
     stop = gr.Button("Stop", elem_id="stop-evaluate", size="sm")
     stop.click(stop_work, [session_state], [status], cancels=[event], queue=False, api_visibility="private")
-    return {"files": files, "status": status, "per_query": per_query, "chart": chart, "run": run,
+    return {"files": files, "status": status, "per_query": per_query, "chart": chart, "run": run, "event": event,
             "selected_query": selected_query, "selected_relevant": selected_relevant}

@@ -125,6 +125,7 @@ def load_corpus(files: Sequence[str] | str | None, text_column: str = "", id_col
     except OSError as exc:
         raise gr.Error(label(f"Cannot read the upload: {exc.strerror or exc}"), print_exception=False) from None
     app.ranking = app.compare = None
+    app.corpus_name = "sample" if paths == [SAMPLE_CORPUS] else None
     if session.corpus.problems:
         gr.Warning(label(f"{len(session.corpus.problems)} problem(s) while reading: " +
                          "; ".join(session.corpus.problems[:3])), title="Some input was skipped")
@@ -541,6 +542,7 @@ def explain(rank: float = 1, state: Any = None):
         summary, lexical, figure, alignment, bm25 = hybrid.explain_view(app.session, ranking, int(rank or 1))
     except ExplorerError as exc:
         raise fail(exc) from None
+    app.explained_ranking = ranking
     return box("info", summary), lexical, figure, alignment, bm25
 
 
@@ -660,6 +662,7 @@ def map_view(color_by: str = "document", state: Any = None):
         raise fail(exc) from None
     vectors = app.session.vectors
     color_by = color_by if color_by in ("document", "cluster") else "document"
+    app.mapped_state = app.session.current
     ready = app.maps.ready(key)
     if ready is None:
         pca = app.maps.pca(key, vectors)

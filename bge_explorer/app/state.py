@@ -46,6 +46,12 @@ class AppState(ProcessLocal):
         self.judging: tuple[str, list[str]] | None = None  # Workbench: the query being judged and its documents
         self.query_set: list[str] = []  # Workbench: the query set
         self.workdir: str | None = None  # this session's private temporary directory (uploads, exports)
+        # what the page shows (see app/views.py): the corpus is the bundled sample, the ranking last explained, the
+        # index last mapped, the last evaluation ("a" or "ab")
+        self.corpus_name: str | None = None
+        self.explained_ranking: Ranking | None = None
+        self.mapped_state: IndexState | None = None
+        self.evaluated: str | None = None
         self.closed = False
         self._cancel = threading.Event()
 
@@ -82,6 +88,7 @@ class AppState(ProcessLocal):
         self.workdir = None
         self.session.close()
         self.ranking = self.ranking_state = self.compare = self.query_vector = None
+        self.explained_ranking = self.mapped_state = None
         self.maps = projection.MapStore()
 
     # -- views ---------------------------------------------------------------------------------------------
