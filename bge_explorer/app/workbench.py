@@ -435,6 +435,12 @@ def compare(a_yaml: str, b_yaml: str, k: float, state: Any = None):
 # ---------------------------------------------------------------------------------------------------------
 # Layout
 
+
+def reveal(n: int = 1):
+    """Empty states: tables, plots and file lists are laid out hidden and shown once their event filled them.
+    -> an event function showing ``n`` components."""
+    return lambda: gr.update(visible=True) if n == 1 else (gr.update(visible=True),) * n
+
 GRADE_KEYS_JS = """() => {
   document.addEventListener('keydown', (e) => {
     const t = e.target;
@@ -456,14 +462,15 @@ def build_workbench_tab(page) -> None:
                 "judging table is on screen: **0-3** grade the selected row, **n** goes to the next unjudged one.")
     with gr.Accordion("Judge", open=True):
         with gr.Row():
-            query = gr.Textbox(label="Query to judge", scale=3, placeholder="the Search tab's query, or one of the "
+            query = gr.Textbox(label="Query to judge", scale=3, elem_id="judge-query", placeholder="the Search tab's query, or one of the "
                                                                              "query set")
-            from_search = gr.Button("Use the Search query", scale=1)
-            show = gr.Button("Show results", variant="primary", scale=1)
+            from_search = gr.Button("Use the Search query", scale=1, elem_id="judge-from-search")
+            show = gr.Button("Show results", variant="primary", scale=1, elem_id="judge-show")
         scale = gr.Radio(list(SCALES), value="graded", label="Scale")
-        counts = gr.HTML()
+        counts = gr.HTML(box("info", "Type a query (or take the Search tab's) and press <b>Show results</b>: its "
+                                     f"top {JUDGED_K} documents appear here to grade."), elem_id="judge-counts")
         table = gr.Dataframe(label=f"Top {JUDGED_K} documents (select a row, then grade it)", interactive=False,
-                             wrap=True, elem_id="judge-table")
+                             wrap=True, elem_id="judge-table", visible=False)
         with gr.Row():
             row = number_input(0, label="Selected row (0 = first)", precision=0, minimum=0, maximum=JUDGED_K - 1)
             buttons = [gr.Button(f"{i} {name}", elem_id=f"grade-{i}", size="sm")
@@ -474,11 +481,12 @@ def build_workbench_tab(page) -> None:
             grade_btn = gr.Button("Grade the selected row", size="sm")
         with gr.Row():
             upload = gr.File(label="Import judgments (BEIR zip or query,doc_id,grade CSV)", file_count="multiple",
-                             file_types=[".zip", ".csv"], type="filepath")
+                             file_types=[".zip", ".csv"], type="filepath", elem_id="judge-upload")
             with gr.Column():
-                import_btn = gr.Button("Import")
-                export_btn = gr.Button("Export judgments")
-            exported = gr.File(label="Judgments (zip, CSV)", file_count="multiple", interactive=False)
+                import_btn = gr.Button("Import", elem_id="judge-import")
+                export_btn = gr.Button("Export judgments", elem_id="judge-export")
+            exported = gr.File(label="Judgments (zip, CSV)", file_count="multiple", interactive=False, visible=False,
+                               elem_id="judge-exported")
     with gr.Accordion("Query set", open=False):
         with gr.Row():
             pasted = gr.Textbox(label="Queries, one a line", lines=5)
@@ -498,21 +506,24 @@ def build_workbench_tab(page) -> None:
             baseline = gr.Textbox("", label="Baseline (default: the file's, else the first)")
             run = gr.Button("Run the experiment on my judgments", variant="primary")
             stop = gr.Button("Stop", size="sm")
-        status = gr.Textbox(label="Status", interactive=False)
+        status = gr.Textbox("Judge some queries first, then run the configurations above on your judgments "
+                            "(Estimate says what it will cost).", label="Status", interactive=False)
         results = gr.Dataframe(label="Configurations: mean, 95% interval, p against the baseline (Holm-adjusted)",
-                               interactive=False)
-        chart = gr.Plot(label="nDCG@10 with intervals")
+                               interactive=False, visible=False)
+        chart = gr.Plot(label="nDCG@10 with intervals", visible=False)
         files = gr.File(label="experiment.json, per_query.csv, decision.yaml, scripts", file_count="multiple",
-                        interactive=False)
+                        interactive=False, visible=False)
     with gr.Accordion("Calibrate", open=False):
         with gr.Row():
             reranker = gr.Dropdown([NO_RERANKER] + RERANKERS, value=NO_RERANKER, label="Reranker",
                                    allow_custom_value=True)
             target = number_input(0.9, label="Target precision", minimum=0.01, maximum=1.0)
             cal_btn = gr.Button("Calibrate on my judgments")
-        cal_status = gr.Textbox(label="Pairs", interactive=False)
-        thresholds = gr.Dataframe(label="Thresholds (relevant when score >= threshold)", interactive=False)
-        distribution = gr.Plot(label="Score distributions")
+        cal_status = gr.Textbox("Judge some results first: the thresholds are read off your judgments.",
+                                label="Pairs", interactive=False)
+        thresholds = gr.Dataframe(label="Thresholds (relevant when score >= threshold)", interactive=False,
+                                  visible=False)
+        distribution = gr.Plot(label="Score distributions", visible=False)
     with gr.Accordion("Compare A and B without judgments", open=False):
         with gr.Row():
             a_yaml = gr.Code("model: all-MiniLM-L6-v2\ninstruction: ''\n", language="yaml", label="A", lines=6)
@@ -520,13 +531,15 @@ def build_workbench_tab(page) -> None:
         with gr.Row():
             k = number_input(10, label="Top k documents", precision=0, minimum=1, maximum=100)
             cmp_btn = gr.Button("Compare over the query set")
-        cmp_status = gr.HTML()
-        cmp_table = gr.Dataframe(label="Per query, least alike first", interactive=False, wrap=True)
+        cmp_status = gr.HTML(box("info", "Set a query set above, then compare two configurations over it."))
+        cmp_table = gr.Dataframe(label="Per query, least alike first", interactive=False, wrap=True, visible=False)
 
     judged = [table, counts, row, state]
     from_search.click(lambda q: q, page.query, query, api_visibility="private")
-    show.click(judge_query, [query, state], judged, api_name="judge_query", **page.models)
-    query.submit(judge_query, [query, state], judged, api_visibility="private", **page.models)
+    show.click(judge_query, [query, state], judged, api_name="judge_query", **page.models).success(
+        reveal(), None, table, api_visibility="private")
+    query.submit(judge_query, [query, state], judged, api_visibility="private", **page.models).success(
+        reveal(), None, table, api_visibility="private")
     table.select(select_row, None, row, api_visibility="private")
     for i, button in enumerate(buttons):
         button.click(functools.partial(grade_row, i), [row, state], judged, api_visibility="private", **page.models)
@@ -534,18 +547,22 @@ def build_workbench_tab(page) -> None:
     grade_btn.click(grade_row, [grade_value, row, state], judged, api_name="grade", **page.models)
     scale.change(set_scale, [scale, state], [counts, state], api_name="judging_scale")
     import_btn.click(import_judgments, [upload, state], [counts, state], api_name="import_judgments")
-    export_btn.click(export_judgments, [state], [exported, state], api_name="export_judgments")
+    export_btn.click(export_judgments, [state], [exported, state], api_name="export_judgments").success(
+        reveal(), None, exported, api_visibility="private")
     set_btn.click(set_query_set, [pasted, query_file, state], [set_status, picker, state], api_name="query_set")
     judged_btn.click(judged_queries, [state], [set_status, picker, state], api_visibility="private")
     picker.input(lambda q: q, picker, query, api_visibility="private").then(
-        judge_query, [query, state], judged, api_visibility="private", **page.models)
+        judge_query, [query, state], judged, api_visibility="private", **page.models).success(
+        reveal(), None, table, api_visibility="private")
     template.click(experiment_template, [state], configs, api_visibility="private")
     estimate_btn.click(estimate, [configs, baseline, state], status, api_visibility="private")
     event = run.click(experiment, [configs, baseline, state], [status, results, chart, files, state],
                       api_name="experiment", **page.models)
+    event.success(reveal(3), None, [results, chart, files], api_visibility="private")
     stop.click(lambda s: app_state.get(s).cancel(), [state], None, cancels=[event], queue=False,
                api_visibility="private")
     cal_btn.click(calibrate, [reranker, target, state], [cal_status, thresholds, distribution, state],
-                  api_name="calibrate", **page.models)
+                  api_name="calibrate", **page.models).success(reveal(2), None, [thresholds, distribution],
+                                                               api_visibility="private")
     cmp_btn.click(compare, [a_yaml, b_yaml, k, state], [cmp_status, cmp_table, state], api_name="compare",
-                  **page.models)
+                  **page.models).success(reveal(), None, cmp_table, api_visibility="private")
