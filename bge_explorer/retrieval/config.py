@@ -30,7 +30,7 @@ HYBRID = "hybrid"
 AUTO = "auto"
 DEFAULT_K = 100
 DEFAULT_TOP_N = 20
-INDEX_BACKENDS = ("faiss-flat",)
+INDEX_BACKENDS = ("faiss-flat", "faiss-hnsw", "faiss-ivfpq", "milvus", "qdrant")  # bge_explorer.indexes backends
 POOLINGS = ("cls", "mean")
 MODEL_CLASSES = ("encoder", "m3")
 
