@@ -71,9 +71,15 @@ class FlatIndex(FaissIndex):
 
     name, exact = "faiss-flat", True
 
+    def __init__(self, dim: int, identity: ModelIdentity | None = None, read_only: bool = False,
+                 use_gpu: bool | None = None):
+        """``use_gpu`` None: on GPU 0 when faiss has one."""
+        self.on_gpu = faiss.get_num_gpus() > 0 if use_gpu is None else use_gpu
+        super().__init__(dim, identity, read_only)
+
     def _make(self):
         index = faiss.IndexFlatIP(self.dim)
-        if faiss.get_num_gpus() > 0:
+        if self.on_gpu:
             index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
         return index
 
