@@ -59,11 +59,30 @@ def shard_identity(path: str | Path) -> tuple[ModelIdentity | None, dict]:
     return identity, json.loads(meta.get(CHUNKING_KEY.encode(), b"{}"))
 
 
+def read_shard(path: str | Path) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
+    """One shard: ids (n,), payload (n rows of PAYLOAD_COLUMNS), vectors (n, dim) float32."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    vectors = table.column("vector").combine_chunks()
+    dim = vectors.type.list_size
+    flat = vectors.flatten().to_numpy(zero_copy_only=False).astype(np.float32)
+    payload = table.select([c for c in PAYLOAD_COLUMNS if c in table.column_names]).to_pandas()
+    return table.column("id").to_numpy().astype(np.int64), payload, flat.reshape(-1, dim)
+
+
 def read_shards(folder: str | Path) -> tuple[np.ndarray, pd.DataFrame, np.ndarray, ModelIdentity | None]:
     """Every shard of ``folder``: ids (n,), payload (n rows), vectors (n, dim) float32 and the identity they share.
     ConfigError("index") when the folder has no shards or its shards disagree on the model."""
-    import pyarrow.parquet as pq
+    paths = shards(folder)
+    identity = folder_identity(folder)
+    parts = [read_shard(p) for p in paths]
+    return (np.concatenate([p[0] for p in parts]), pd.concat([p[1] for p in parts], ignore_index=True),
+            np.concatenate([p[2] for p in parts]), identity)
 
+
+def folder_identity(folder: str | Path) -> ModelIdentity | None:
+    """The model identity every shard of ``folder`` shares; ConfigError("index") without shards or when they differ."""
     paths = shards(folder)
     if not paths:
         raise ConfigError("index", f"{folder} has no {SHARD_GLOB} shards")
@@ -71,13 +90,7 @@ def read_shards(folder: str | Path) -> tuple[np.ndarray, pd.DataFrame, np.ndarra
     if len(identities) > 1:
         raise ConfigError("index", f"the shards of {folder} were embedded with different models: "
                                    + "; ".join(f"{i.model} ({i.identity})" if i else "no identity" for i in identities))
-    tables = [pq.read_table(p) for p in paths]
-    ids = np.concatenate([t.column("id").to_numpy() for t in tables]).astype(np.int64)
-    vectors = np.concatenate([np.stack(t.column("vector").to_numpy(zero_copy_only=False)) for t in tables]
-                             ).astype(np.float32)
-    payload = pd.concat([t.select([c for c in PAYLOAD_COLUMNS if c in t.column_names]).to_pandas() for t in tables],
-                        ignore_index=True)
-    return ids, payload, vectors, identities.pop()
+    return identities.pop()
 
 
 @register
