@@ -98,3 +98,17 @@ def test_cli_load_index_and_connect(shards_dir, tmp_path, capsys, tiny_encoder, 
     assert len(rows) == 3 and all(r["rerank_logit"] is not None for r in rows) and "embedded with" in out.err
     assert main(["connect", "--index", "milvus", "--uri", uri, "--collection", "nope", "x"]) == 2
     assert "no Milvus collection 'nope'" in capsys.readouterr().err
+
+
+def test_app_connect_tab_handlers(shards_dir, tiny_encoder, tiny_reranker, tmp_path):
+    from bge_explorer.app.connect import open_connection, search_connection
+
+    folder, session, ids = shards_dir
+    status, state = open_connection("parquet", "", "", str(folder), "", False, None)
+    assert state is not None and "embedded with" in status
+    before, after = search_connection("cell protein gene", 5, tiny_reranker, 3, state)
+    assert len(before) == 5 and len(after) == 5 and list(after["retrieval rank"][:3]) != []
+    other = random_models.build(tmp_path / "other", "encoder", seed=8)
+    status, kept = open_connection("parquet", "", "", str(folder), other, False, state)
+    assert "different model versions" in status and kept is state  # refused, the old connection stays
+    state.connection.index.close()

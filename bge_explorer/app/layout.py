@@ -14,6 +14,7 @@ from gradio.utils import get_upload_folder
 from bge_explorer import settings
 from bge_explorer.app import hybrid, state as app_state, workspace
 from bge_explorer.app.components import number_input, slider_input
+from bge_explorer.app.connect import build_connect_tab
 from bge_explorer.app.evaluate import build_evaluate_tab
 from bge_explorer.app.explorer import (INSTRUCTION_MODES, NO_RERANKER, build_index, client_left, compare_prefix,
                                        explain,
@@ -84,6 +85,8 @@ def build_app() -> gr.Blocks:
                 _export_tab(page)
             with gr.Tab("Evaluate", id="evaluate"):
                 evaluate_parts = build_evaluate_tab(page.state)
+            with gr.Tab("Connect to an index", id="connect"):
+                build_connect_tab()
         evaluate_parts["selected_query"].change(  # a per-query row opens in Search with its relevant documents
             gpu(open_evaluated_query),
             [evaluate_parts["selected_query"], evaluate_parts["selected_relevant"], page.instruction_mode,
