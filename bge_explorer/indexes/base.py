@@ -172,6 +172,26 @@ class VectorIndex(abc.ABC):
                                    f"open milvus, qdrant or parquet ({', '.join(b for b in BACKENDS if b != cls.name)})")
 
 
+class StoreIndex(VectorIndex):
+    """A collection in a vector database reached through its ``client`` (Milvus, Qdrant): subclasses say from
+    the URI whether search is exact (:meth:`local_index_type`: the embedded engine's kind, else None)."""
+
+    def __init__(self, dim: int, identity: ModelIdentity | None, read_only: bool, client, uri: str, collection: str):
+        super().__init__(dim, identity, read_only)
+        self.client, self.uri, self.collection = client, uri, collection
+        local = self.local_index_type(uri)
+        self.exact = local is not None
+        self.report.update(uri=uri, collection=collection, index_type=local or "HNSW")
+
+    @staticmethod
+    @abc.abstractmethod
+    def local_index_type(uri: str) -> str | None:
+        """The exact index of the embedded engine ``uri`` names, or None for a server (HNSW)."""
+
+    def close(self) -> None:
+        self.client.close()
+
+
 def pad_hits(hits: list[list[tuple[int, float]]], k: int) -> tuple[np.ndarray, np.ndarray]:
     """Per query (id, score) pairs best first -> scores (m, k) float32, ids (m, k) int64 padded with -inf / -1."""
     scores = np.full((len(hits), k), -np.inf, np.float32)

@@ -9,11 +9,10 @@ import json
 import os
 import tempfile
 
-import numpy as np
 import pandas as pd
 
 from bge_explorer.errors import ConfigError
-from bge_explorer.indexes.base import IDENTITY_KEY, ModelIdentity, VectorIndex, pad_hits, register
+from bge_explorer.indexes.base import IDENTITY_KEY, ModelIdentity, StoreIndex, pad_hits, register
 
 INSERT_BATCH = 2_000
 MAX_LIMIT = 16_384  # Milvus's top-k ceiling
@@ -30,16 +29,14 @@ def _client(uri: str, token: str | None):
 
 
 @register
-class MilvusIndex(VectorIndex):
+class MilvusIndex(StoreIndex):
     """One Milvus collection: ``id`` INT64 primary key, ``vector`` FLOAT_VECTOR(dim), inner product."""
 
     name = "milvus"
 
-    def __init__(self, dim: int, identity: ModelIdentity | None, read_only: bool, client, uri: str, collection: str):
-        super().__init__(dim, identity, read_only)
-        self.client, self.uri, self.collection = client, uri, collection
-        self.exact = _is_lite(uri)
-        self.report.update(uri=uri, collection=collection, index_type="FLAT" if self.exact else "HNSW")
+    @staticmethod
+    def local_index_type(uri: str) -> str | None:
+        return "FLAT" if _is_lite(uri) else None
 
     @classmethod
     def create(cls, dim: int, identity: ModelIdentity | None = None, *, uri: str | None = None,
@@ -107,6 +104,3 @@ class MilvusIndex(VectorIndex):
         rows = {r["id"]: r for r in self.client.get(self.collection, ids=ids.tolist(), output_fields=["*"])}
         table = pd.DataFrame([rows[i] for i in ids.tolist() if i in rows])
         return table.drop(columns=["vector"], errors="ignore")
-
-    def close(self) -> None:
-        self.client.close()

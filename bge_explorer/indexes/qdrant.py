@@ -11,7 +11,7 @@ import json
 import pandas as pd
 
 from bge_explorer.errors import ConfigError
-from bge_explorer.indexes.base import IDENTITY_KEY, ModelIdentity, VectorIndex, pad_hits, register
+from bge_explorer.indexes.base import IDENTITY_KEY, ModelIdentity, StoreIndex, pad_hits, register
 
 UPSERT_BATCH = 1_000
 
@@ -27,17 +27,14 @@ def _client(uri: str, api_key: str | None):
 
 
 @register
-class QdrantIndex(VectorIndex):
+class QdrantIndex(StoreIndex):
     """One Qdrant collection of unnamed dense vectors, cosine distance (= inner product on unit vectors)."""
 
     name = "qdrant"
 
-    def __init__(self, dim: int, identity: ModelIdentity | None, read_only: bool, client, uri: str, collection: str):
-        super().__init__(dim, identity, read_only)
-        self.client, self.uri, self.collection = client, uri, collection
-        self.exact = not uri.startswith(("http://", "https://"))
-        self.report.update(uri=uri, collection=collection, index_type="exhaustive (local mode)" if self.exact
-                           else "HNSW")
+    @staticmethod
+    def local_index_type(uri: str) -> str | None:
+        return None if uri.startswith(("http://", "https://")) else "exhaustive (local mode)"
 
     @classmethod
     def create(cls, dim: int, identity: ModelIdentity | None = None, *, uri: str = ":memory:",
@@ -96,6 +93,3 @@ class QdrantIndex(VectorIndex):
         rows = {r.id: r.payload or {} for r in self.client.retrieve(self.collection, [int(i) for i in ids],
                                                                      with_payload=True)}
         return pd.DataFrame([{**rows[i], "id": i} for i in ids.tolist() if i in rows], columns=None)
-
-    def close(self) -> None:
-        self.client.close()

@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 
 from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
-from bge_explorer.errors import ConfigError
 from bge_explorer.indexes.base import PAYLOAD_COLUMNS, ModelIdentity
 from bge_explorer.indexes.parquet import shard_identity, shard_name, write_shard
 from bge_explorer.scale.documents import iter_documents
