@@ -52,7 +52,7 @@ def by_chunk(folder) -> dict[str, np.ndarray]:
     return dict(zip(payload["chunk_id"], vectors))
 
 
-def test_ray_equals_single_process_resumes_and_refuses_another_model(local_ray, tmp_path, tiny_encoder):
+def test_ray_equals_single_process_resumes_and_refuses_another_model(local_ray, tmp_path, tiny_encoder, capsys):
     from bge_explorer.scale.ray_embed import embed_corpus
 
     corpus = write_jsonl(tmp_path / "c.jsonl", 240)
@@ -67,8 +67,13 @@ def test_ray_equals_single_process_resumes_and_refuses_another_model(local_ray, 
     for name in (shard_name(1), shard_name(4)):  # a partial run: two shards missing, one left half-written
         os.remove(out / name)
     (out / (shard_name(4) + ".tmp")).write_bytes(b"partial")
-    again = embed_corpus([corpus], out, tiny_encoder, shard_docs=40, workers=2, **CHUNKING)
-    assert (again.shards_written, again.shards_skipped, again.documents) == (2, 4, 80)
+    from bge_explorer.cli.commands import main  # the rerun through the CLI: python -m bge_explorer embed --engine ray
+
+    assert main(["embed", "--engine", "ray", "--input", corpus, "--out", str(out), "--model", tiny_encoder,
+                 "--precision", "fp32", "--chunk-size", "16", "--overlap", "4", "--shard-docs", "40",
+                 "--workers", "2"]) == 0
+    summary = capsys.readouterr().err.strip().splitlines()[-1]
+    assert summary.startswith("80 documents") and "2 shards written, 4 skipped" in summary, summary
     resumed = by_chunk(out)
     assert sorted(resumed) == sorted(ids) and max(np.abs(resumed[c] - got[c]).max() for c in ids) < 1e-5
 

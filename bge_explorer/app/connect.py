@@ -11,6 +11,7 @@ import gradio as gr
 import pandas as pd
 
 from bge_explorer import settings
+from bge_explorer.app import state as app_state, workspace
 from bge_explorer.app.explorer import after_table, before_table
 from bge_explorer.app.render import box, esc, fail
 from bge_explorer.errors import ExplorerError
@@ -66,8 +67,9 @@ def search_connection(query: str, k: float, reranker: str, top_n: float, current
 
 
 def build_connect_tab() -> None:
-    """Lay out the tab inside the caller's ``with gr.Tab(...)``, with its own session state."""
-    state = gr.State(None)
+    """Lay out the tab inside the caller's ``with gr.Tab(...)``, with its own session state (expiring like the
+    page's: its client is released with it)."""
+    state = gr.State(None, time_to_live=workspace.session_ttl_s(), delete_callback=app_state.drop)
     gr.Markdown(HELP)
     with gr.Row():
         backend = gr.Dropdown(list(engine.EXTERNAL), value="milvus", label="Index")
