@@ -25,9 +25,8 @@ def cmd_embed_ray(args: argparse.Namespace) -> None:
     from bge_explorer.scale.ray_embed import embed_corpus
 
     config = resolve_default_model(config_from_args(args))
-    precision = config.precision if config.precision != "auto" else ("fp16" if args.gpus_per_worker else "fp32")
     summary = embed_corpus(args.corpus, args.out, config.model, pooling=config.pooling, model_class=config.model_class,
-                           precision=precision, chunk_size=config.chunk_size, overlap=config.overlap,
+                           precision=config.precision, chunk_size=config.chunk_size, overlap=config.overlap,
                            address=args.address, workers=args.workers, gpus_per_worker=args.gpus_per_worker,
                            shard_docs=args.shard_docs, text_column=args.text_column, id_column=args.id_column,
                            title_column=args.title_column)
