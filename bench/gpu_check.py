@@ -23,7 +23,7 @@ from FlagEmbedding import FlagModel
 
 
 from bge_explorer.models import random_models
-from bge_explorer.retrieval.dense_index import DenseIndex
+from bge_explorer.indexes import build
 from bge_explorer.models.loading import load_embedder, load_reranker
 
 SCIFACT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "scifact")
@@ -79,7 +79,8 @@ def main() -> None:
     vectors = rng.standard_normal((args.vectors, 384)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     queries = vectors[:100] + 0.01
-    cpu, gpu = DenseIndex(vectors, use_gpu=False), DenseIndex(vectors, use_gpu=faiss.get_num_gpus() > 0)
+    cpu = build("faiss-flat", vectors, use_gpu=False)
+    gpu = build("faiss-flat", vectors, use_gpu=faiss.get_num_gpus() > 0)
     cpu_s = timed(lambda: cpu.search(queries, 100), 2)
     gpu_s = timed(lambda: gpu.search(queries, 100), 2)
     print(f"{f'faiss 100 queries x {args.vectors:,}, ms (CPU / GPU)':<44}{cpu_s * 1000:>12.1f}{gpu_s * 1000:>12.1f}"

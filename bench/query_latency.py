@@ -23,7 +23,7 @@ import numpy as np
 from bge_explorer.models import random_models
 from bge_explorer.models.loading import load_embedder, load_reranker
 from bge_explorer.retrieval.config import RetrievalConfig
-from bge_explorer.retrieval.dense_index import DenseIndex
+from bge_explorer.indexes import build
 from bge_explorer.retrieval.pipeline import rerank_steps
 from bge_explorer.retrieval.rerank import RerankCache
 from bge_explorer.session import Session
@@ -59,7 +59,7 @@ def main() -> None:
     bm25 = RetrievalConfig(model=None, modes=("bm25",), chunk_size=None, k=args.top_n)
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((args.chunks, 384)).astype(np.float32)
-    index = DenseIndex(vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
+    index = build("faiss-flat", vectors / np.linalg.norm(vectors, axis=1, keepdims=True))
     reranker_dir = random_models.build(tempfile.mkdtemp() + "/xlm-r-base-reranker", "reranker",
                                        size="xlm-roberta-base")
     print(f"{len(queries)} SciFact queries, {args.chunks:,} chunks, rerank the BM25 top {args.top_n} of 2,000 "

@@ -107,7 +107,7 @@ class Session(ProcessLocal):
         return chunks
 
     def state(self, embedder: Embedder | None, chunk_size: int | None, overlap: int, *,
-              tokenizer=None, bm25: str = DEFAULT_ANALYZER) -> IndexState:
+              tokenizer=None, bm25: str = DEFAULT_ANALYZER, index: str = "faiss-flat") -> IndexState:
         """The index state of the corpus under ``embedder`` (None: BM25 only), chunking and BM25 analyzer, from
         the recent ones or new. ``tokenizer`` chunks (default: the embedder's; without one, words)."""
         tokenizer = tokenizer or (embedder.tokenizer if embedder is not None else WORDS)
@@ -115,7 +115,7 @@ class Session(ProcessLocal):
         with self._lock:
             corpus = self.corpus
             key = (id(corpus), embedder.cache_key if embedder is not None else None, id(tokenizer), chunk_size,
-                   overlap, bm25)
+                   overlap, bm25, index)
             if self.current is not None and self.current.key == key:
                 return self.current
             if key in self._states:
@@ -123,7 +123,8 @@ class Session(ProcessLocal):
                 return self._states[key]
         chunks = self.chunk(tokenizer, chunk_size, overlap)
         state = IndexState(chunks, embedder, self.cache, chunk_size=chunk_size, overlap=overlap,
-                           bm25_settings=ANALYZERS[bm25], previous=self._all_states, key=key, limits=self.limits)
+                           bm25_settings=ANALYZERS[bm25], previous=self._all_states, key=key, limits=self.limits,
+                           index=index)
         with self._lock:
             if self.corpus is corpus:
                 self._states[key] = state
@@ -142,7 +143,8 @@ class Session(ProcessLocal):
         embedder = self.embedder_for(config)
         scorer = embedder if config.needs_model else None
         state = self.state(scorer, config.chunk_size, config.overlap,
-                           tokenizer=embedder.tokenizer if embedder is not None else None, bm25=config.bm25)
+                           tokenizer=embedder.tokenizer if embedder is not None else None, bm25=config.bm25,
+                           index=config.index)
         if scorer is not None and "dense" in scorer.produces:
             state.part("dense", progress)  # the build users wait for; M3's lexical weights come in the same pass
         return state

@@ -14,6 +14,7 @@ from gradio.utils import get_upload_folder
 from bge_explorer import settings
 from bge_explorer.app import choices, demo as tour, hybrid, state as app_state, views, workspace
 from bge_explorer.app.components import number_input, slider_input
+from bge_explorer.app.connect import build_connect_tab
 from bge_explorer.app.evaluate import build_evaluate_tab
 from bge_explorer.app.explorer import (INSTRUCTION_MODES, NO_RERANKER, build_index, client_left, compare_prefix,
                                        explain,
@@ -103,6 +104,8 @@ def build_app(demo_reranker: str | None = None) -> gr.Blocks:
                 evaluate_parts = build_evaluate_tab(page.state, page.gate)
             with gr.Tab("Workbench", id="workbench"):
                 build_workbench_tab(page)
+            with gr.Tab("Connect to an index", id="connect"):
+                build_connect_tab()
         page.changes.append(evaluate_parts["selected_query"].change(  # a per-query row opens in Search, marked
             gpu(open_evaluated_query),
             [evaluate_parts["selected_query"], evaluate_parts["selected_relevant"], page.instruction_mode,

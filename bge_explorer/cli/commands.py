@@ -14,6 +14,7 @@ import pandas as pd
 from bge_explorer.cli.evaluate import add_evaluate_command
 from bge_explorer.cli.calibrate import add_calibrate_command
 from bge_explorer.cli.experiment import add_compare_command, add_experiment_command
+from bge_explorer.cli.scale import add_ray_options, add_scale_commands, cmd_embed_ray
 from bge_explorer.cli.options import (add_config_options, add_corpus_options, config_from_args, resolve_default_model,
                                       stderr_progress)
 from bge_explorer.data.chunking import DEFAULT_SIZE
@@ -79,6 +80,8 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def cmd_embed(args: argparse.Namespace) -> None:
+    if args.engine == "ray":
+        return cmd_embed_ray(args)
     session, config = indexed_session(args, config_from_args(args).with_(modes=("dense",)))
     table = chunk_table(session)
     table.to_parquet(args.out, index=False)
@@ -100,8 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     embed = commands.add_parser("embed", help="embed a corpus; write chunks and vectors to Parquet")
     add_corpus_options(embed)
     add_config_options(embed, chunk_default=f" (default {DEFAULT_SIZE})")
-    embed.add_argument("--out", required=True, metavar="FILE.parquet")
+    embed.add_argument("--out", required=True, metavar="FILE.parquet | DIR", help="a Parquet file (a folder of "
+                                                                                 "shards with --engine ray)")
+    add_ray_options(embed)
     embed.set_defaults(run=cmd_embed)
+    add_scale_commands(commands)
 
     add_evaluate_command(commands)
     add_experiment_command(commands)

@@ -38,8 +38,9 @@ def stderr_progress(label: str):
 
 
 def add_corpus_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--corpus", nargs="+", required=True, metavar="PATH",
-                        help="corpus files: .txt .md .csv .tsv .jsonl .json .pdf")
+    parser.add_argument("--corpus", "--input", nargs="+", required=True, metavar="PATH",
+                        help="corpus files: .txt .md .csv .tsv .jsonl .json .pdf (embed --engine ray: also .parquet "
+                             "and folders)")
     parser.add_argument("--text-column", help="CSV/TSV/JSON field holding the text (default: text)")
     parser.add_argument("--id-column", help="CSV/TSV/JSON field holding the document id")
     parser.add_argument("--title-column", help="CSV/TSV/JSON field holding the title")

@@ -31,13 +31,14 @@ class IndexState(ProcessLocal):
 
     def __init__(self, chunks: Chunks, embedder: Embedder | None, cache: EmbeddingCache, *,
                  chunk_size: int | None = None, overlap: int = 0, bm25_settings: BM25Settings | None = None,
-                 colbert_dtype: str = "float16",
+                 colbert_dtype: str = "float16", index: str = "faiss-flat",
                  previous: Callable[[], Iterable[IndexState]] | None = None, key: tuple = (),
                  limits: Limits | None = None) -> None:
         self.chunks, self.embedder, self.cache, self.key = chunks, embedder, cache, key
         self.chunk_size, self.overlap = chunk_size, overlap
         self.bm25_settings = bm25_settings or BM25Settings()
         self.colbert_dtype = colbert_dtype
+        self.index = index  # the dense part's index backend (bge_explorer.indexes)
         self._previous = previous or _no_states
         self._parts: dict[str, registry.Part] = {}
         self._lock = threading.Lock()

@@ -29,6 +29,7 @@ class IndexState(Protocol):
     cache: Any  # EmbeddingCache: the session's passage encodings
     colbert_dtype: str
     bm25_settings: Any
+    index: str  # the dense index backend (bge_explorer.indexes)
 
     @property
     def passages(self) -> list[str]: ...

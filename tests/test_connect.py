@@ -1,0 +1,114 @@
+"""Explore an existing index: Parquet shards, and the same shards loaded into milvus-lite and Qdrant local mode,
+searched through a read-only connection: same hits as exact search, reranked, mismatched model refused,
+a store without identity asks for a confirmed model, nothing written."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from bge_explorer.cli.commands import main
+from bge_explorer.errors import ConfigError
+from bge_explorer.indexes import ModelIdentity, create
+from bge_explorer.indexes.parquet import shard_name, write_shard
+from bge_explorer.models import random_models
+from bge_explorer.models.loading import load_embedder, load_reranker
+from bge_explorer.retrieval.pipeline import rerank
+from bge_explorer.retrieval.rerank import RerankCache
+from bge_explorer.scale.connect import connect, load_shards, search
+from bge_explorer.scale.ray_embed import chunk_ids
+from bge_explorer.session import Session
+from conftest import random_corpus
+
+
+@pytest.fixture(scope="module")
+def shards_dir(tmp_path_factory, tiny_encoder):
+    """Two shards of the single-process embedding of 60 random documents, and the session that made them."""
+    session = Session()
+    session.set_corpus(random_corpus(60))
+    embedder = load_embedder(tiny_encoder, precision="fp32")
+    session.build_index(embedder, 16, 4)
+    table = session.chunks.table
+    folder = tmp_path_factory.mktemp("shards")
+    seq = table["doc_id"].str.slice(3).astype(int).to_numpy()
+    ids = chunk_ids(seq, table["chunk"].to_numpy())
+    for shard, mask in enumerate([seq < 30, seq >= 30]):
+        write_shard(folder / shard_name(shard), ids[mask], table[mask], session.vectors[mask],
+                    ModelIdentity.of(embedder), {"chunk_size": 16, "overlap": 4})
+    return folder, session, ids
+
+
+def expected(session, ids, query: str, k: int) -> list[int]:
+    ranking = session.search(query, session.config.with_(k=k, instruction=""))
+    return ids[ranking.rows].tolist()
+
+
+@pytest.mark.parametrize("backend", ["parquet", "milvus", "qdrant"])
+def test_connected_search_equals_exact_and_reranks(shards_dir, tmp_path, backend, tiny_encoder, tiny_reranker):
+    folder, session, ids = shards_dir
+    if backend == "parquet":
+        where = dict(path=str(folder))
+    else:
+        uri = str(tmp_path / ("m.db" if backend == "milvus" else "q"))
+        load_shards(folder, backend, uri=uri, collection="c").close()
+        where = dict(uri=uri, collection="c")
+    connection = connect(backend, **where)
+    assert connection.index.read_only and connection.notes == [] and connection.index.count() == len(ids)
+    query = "cell protein gene"
+    ranking = search(connection, query, k=10)
+    assert [int(i) for i in connection.index.search(
+        connection.embedder.encode_queries([query])[0][None], 10)[1][0]] == expected(session, ids, query, 10)
+    by_chunk = dict(zip(session.chunks.table["chunk_id"], session.chunks.table["text"]))
+    assert [by_chunk[c] for c in ranking.chunks.table["chunk_id"]] == ranking.chunks.table["text"].tolist()
+    rerank(ranking, load_reranker(tiny_reranker, precision="fp32"), 5, RerankCache())
+    assert len(ranking.rerank_logits) == 5 and ranking.reranked()["rerank_rank"].notna().sum() == 5
+    with pytest.raises(ConfigError, match="read-only"):
+        connection.index.add(np.zeros((1, connection.index.dim), np.float32))
+    connection.index.close()
+
+    other = random_models.build(tmp_path / "other-version", "encoder", seed=7)
+    with pytest.raises(ConfigError) as err:
+        connect(backend, model=other, **where)
+    assert err.value.field == "model" and "different model versions" in str(err.value)
+
+
+def test_store_without_identity_needs_a_confirmed_model(tmp_path, tiny_encoder):
+    uri = str(tmp_path / "q")
+    embedder = load_embedder(tiny_encoder, precision="fp32")
+    store = create("qdrant", embedder.dim, None, uri=uri, collection="bare")
+    store.add(embedder.encode_corpus(["the cell", "the river"]))
+    store.close()
+    with pytest.raises(ConfigError, match="no model identity metadata") as err:
+        connect("qdrant", uri=uri, collection="bare", model=tiny_encoder)
+    assert err.value.field == "model"
+    connection = connect("qdrant", uri=uri, collection="bare", model=tiny_encoder, confirm_model=True)
+    assert "confirmed" in connection.notes[0] and search(connection, "cell", k=2).rows.tolist() == [0, 1]
+    connection.index.close()
+
+
+def test_cli_load_index_and_connect(shards_dir, tmp_path, capsys, tiny_encoder, tiny_reranker):
+    folder, session, ids = shards_dir
+    uri = str(tmp_path / "cli.db")
+    assert main(["load-index", "--shards", str(folder), "--index", "milvus", "--uri", uri, "--collection", "c"]) == 0
+    assert main(["connect", "--index", "milvus", "--uri", uri, "--collection", "c", "--reranker", tiny_reranker,
+                 "--top-n", "3", "--k", "5", "--format", "json", "cell protein"]) == 0
+    out = capsys.readouterr()
+    rows = json.loads(out.out)
+    assert len(rows) == 3 and all(r["rerank_logit"] is not None for r in rows) and "embedded with" in out.err
+    assert main(["connect", "--index", "milvus", "--uri", uri, "--collection", "nope", "x"]) == 2
+    assert "no Milvus collection 'nope'" in capsys.readouterr().err
+
+
+def test_app_connect_tab_handlers(shards_dir, tiny_encoder, tiny_reranker, tmp_path):
+    from bge_explorer.app.connect import open_connection, search_connection
+
+    folder, session, ids = shards_dir
+    status, state = open_connection("parquet", "", "", str(folder), "", False, None)
+    assert state is not None and "embedded with" in status
+    before, after = search_connection("cell protein gene", 5, tiny_reranker, 3, state)
+    assert len(before) == 5 and len(after) == 5 and list(after["retrieval rank"][:3]) != []
+    other = random_models.build(tmp_path / "other", "encoder", seed=8)
+    status, kept = open_connection("parquet", "", "", str(folder), other, False, state)
+    assert "different model versions" in status and kept is state  # refused, the old connection stays
+    state.connection.index.close()
