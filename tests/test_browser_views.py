@@ -257,7 +257,7 @@ def test_judging_in_the_browser_by_click_and_by_key_exports_and_reimports(browse
     page.locator("#judge-counts").get_by_text("3 of 10 judged (2 relevant)").wait_for(timeout=30_000)
     assert page.locator("#judge-table [role=gridcell]", has_text="3 perfect").count() == 1
     page.locator("#judge-export").click()
-    link = page.locator("#judge-exported a", has_text="judgments.zip").first
+    link = page.locator("#judge-exported tr", has_text="judgments").filter(has_text=".zip").locator("a").first
     link.wait_for(timeout=30_000)
     with page.expect_download() as download:
         link.click()
@@ -271,7 +271,7 @@ def test_judging_in_the_browser_by_click_and_by_key_exports_and_reimports(browse
     other.locator("#judge-import").click()
     other.locator("#judge-counts").get_by_text("Read 3 judgments").wait_for(timeout=30_000)
     other.locator("#judge-export").click()
-    link = other.locator("#judge-exported a", has_text="judgments.zip").first
+    link = other.locator("#judge-exported tr", has_text="judgments").filter(has_text=".zip").locator("a").first
     link.wait_for(timeout=30_000)
     with other.expect_download() as download:
         link.click()
