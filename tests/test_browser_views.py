@@ -235,6 +235,17 @@ def test_a_shared_link_restores_the_view(browser, app_url):
     assert page.locator("#documents").is_hidden()
 
 
+def exported_zip(page, path):
+    """Press the Workbench's Export judgments and download the zip it offers to ``path``."""
+    page.locator("#judge-export").click()
+    link = page.locator("#judge-exported tr", has_text="judgments").filter(has_text=".zip").locator("a").first
+    link.wait_for(timeout=30_000)
+    with page.expect_download() as download:
+        link.click()
+    download.value.save_as(path)
+    return path
+
+
 def test_judging_in_the_browser_by_click_and_by_key_exports_and_reimports(browser, app_url, tmp_path):
     """Grade with a button and with the keys, see the counts follow, export, and read the export back into a new
     session (another page): the same grades, the same qrels."""
@@ -256,13 +267,7 @@ def test_judging_in_the_browser_by_click_and_by_key_exports_and_reimports(browse
     page.keyboard.press("2")
     page.locator("#judge-counts").get_by_text("3 of 10 judged (2 relevant)").wait_for(timeout=30_000)
     assert page.locator("#judge-table [role=gridcell]", has_text="3 perfect").count() == 1
-    page.locator("#judge-export").click()
-    link = page.locator("#judge-exported tr", has_text="judgments").filter(has_text=".zip").locator("a").first
-    link.wait_for(timeout=30_000)
-    with page.expect_download() as download:
-        link.click()
-    first = tmp_path / "first.zip"
-    download.value.save_as(first)
+    first = exported_zip(page, tmp_path / "first.zip")
 
     other = open_page(browser, app_url)  # a new session
     open_tab(other, "Workbench")
@@ -270,13 +275,7 @@ def test_judging_in_the_browser_by_click_and_by_key_exports_and_reimports(browse
     other.wait_for_timeout(1500)
     other.locator("#judge-import").click()
     other.locator("#judge-counts").get_by_text("Read 3 judgments").wait_for(timeout=30_000)
-    other.locator("#judge-export").click()
-    link = other.locator("#judge-exported tr", has_text="judgments").filter(has_text=".zip").locator("a").first
-    link.wait_for(timeout=30_000)
-    with other.expect_download() as download:
-        link.click()
-    second = tmp_path / "second.zip"
-    download.value.save_as(second)
+    second = exported_zip(other, tmp_path / "second.zip")
     with zipfile.ZipFile(first) as a, zipfile.ZipFile(second) as b:
         assert a.read("qrels/test.tsv") == b.read("qrels/test.tsv")
         assert a.read("queries.jsonl") == b.read("queries.jsonl")
