@@ -7,6 +7,7 @@ the index = ``ids[i]``).
 """
 from __future__ import annotations
 
+import abc
 import math
 
 import faiss
@@ -32,8 +33,9 @@ class FaissIndex(VectorIndex):
         self._payload: pd.DataFrame | None = None
         self.report.update(self.params())
 
+    @abc.abstractmethod
     def _make(self) -> faiss.Index:
-        raise NotImplementedError
+        """The empty FAISS index of this backend (flat, HNSW, IVF-PQ), for ``self.dim``."""
 
     def params(self) -> dict:
         """The parameters chosen (reported at build time)."""
