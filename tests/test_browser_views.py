@@ -79,9 +79,22 @@ def wait_selected(page, name: str) -> None:
 
 
 def close_toasts(page) -> None:
+    """Close the toasts on screen so they cover nothing in a screenshot.
+
+    A toast may close itself, or be inert for a moment while Gradio's status
+    tracker animates, between being found and being clicked: the click is
+    dispatched without Playwright's actionability wait, and a toast already
+    gone is fine.
+    """
     for close in page.locator("[data-testid=toast-body] .toast-close").all():
-        close.click()
-    page.wait_for_timeout(200)
+        try:
+            close.dispatch_event("click", timeout=2_000)
+        except sync_api.Error:
+            pass
+    try:
+        page.locator("[data-testid=toast-body]").first.wait_for(state="detached", timeout=5_000)
+    except sync_api.Error:
+        pass  # a toast that came up meanwhile closes itself; the views are checked all the same
 
 
 def shot(page, name: str, readme: str | None = None) -> Path:

@@ -13,10 +13,11 @@ from bge_explorer.data.qrels import load_beir
 from bge_explorer.errors import ConfigError
 from bge_explorer.evaluation.evaluate import evaluate
 from bge_explorer.evaluation.experiment import (ExperimentPlan, condensed_ndcg, expand, holm, judged_at,
-                                                run_experiment)
+                                                run_experiment, weight_grid)
 from bge_explorer.evaluation.significance import bootstrap_interval
 from bge_explorer.models.loading import load_embedder
 from bge_explorer.retrieval.config import RetrievalConfig
+from bge_explorer.retrieval.fusion import GRID
 from bge_explorer.session import Session
 from conftest import SCIFACT
 from test_evaluation import beir_dir  # noqa: F401  (fixture)
@@ -66,6 +67,49 @@ def test_grids_expand_and_bad_entries_are_named():
     assert info.value.field == "baseline"
     with pytest.raises(ConfigError, match="13 configurations"):
         ExperimentPlan.from_dict({"configurations": [{"name": "a", "k": list(range(1, 14))}]})
+
+
+def test_the_hybrid_optimiser_grid_expands_and_is_bounded():
+    assert weight_grid(["dense", "bm25"], 0.25) == [{"dense": 0.0, "bm25": 1.0}, {"dense": 0.25, "bm25": 0.75},
+                                                    {"dense": 0.5, "bm25": 0.5}, {"dense": 0.75, "bm25": 0.25},
+                                                    {"dense": 1.0, "bm25": 0.0}]
+    assert len(weight_grid(["dense", "bm25"], 0.1)) == 11
+    assert len(weight_grid(["dense", "sparse", "bm25"], 0.5)) == 6  # (0,0,1) (0,.5,.5) (0,1,0) (.5,0,.5) (.5,.5,0) (1,0,0)
+    configs = expand([{"name": "h", "modes": ["dense", "bm25"], "fusion": "grid", "weights": {"step": 0.1}}])
+    assert len(configs) == len(GRID) * 11 == 99
+    assert {c.fusion for c in configs} == set(GRID)
+    assert configs[0].label == "h[fusion=rrf,weights=dense=0.0,bm25=1.0]"
+    ExperimentPlan(configs, configs[0].label).checked()  # 99 cheap variants of one configuration: allowed
+    with pytest.raises(ConfigError, match="weights"):
+        expand([{"name": "h", "modes": ["hybrid"], "weights": {"step": 0.1}}])
+    with pytest.raises(ConfigError, match="step must divide 1"):
+        expand([{"name": "h", "modes": ["dense", "bm25"], "weights": {"step": 0.3}}])
+    with pytest.raises(ConfigError, match="over the limit of 120"):
+        ExperimentPlan.from_dict({"configurations": [
+            {"name": "h", "modes": ["dense", "sparse", "bm25"], "fusion": "grid", "weights": {"step": 0.25}}]})
+
+
+def test_a_fusion_and_weight_sweep_encodes_nothing_again_and_equals_separate_runs(beir_dir, tiny_encoder):  # noqa: F811
+    data = load_beir(beir_dir)
+    plan = ExperimentPlan.from_dict({"configurations": [
+        {"name": "dense", "instruction": ""},
+        {"name": "h", "instruction": "", "modes": ["dense", "bm25"], "fusion": "grid", "weights": {"step": 0.5}}]},
+        base=RetrievalConfig(model=tiny_encoder, chunk_size=None))
+    assert len(plan.configurations) == 1 + 3 * len(GRID)
+    embedder = load_embedder(tiny_encoder)
+    session = Session()
+    session.set_corpus(data.corpus)
+    before = embedder.corpus_texts_encoded
+    result = run_experiment(session, data.judgments, plan, n_resamples=500)
+    assert embedder.corpus_texts_encoded - before == len(data.corpus.documents)  # once for 1 + 27 configurations
+    for config in plan.configurations[1::7]:
+        fresh = Session()
+        fresh.set_corpus(data.corpus)
+        np.testing.assert_allclose(result.results[config.label].final.to_numpy(),
+                                   evaluate(fresh, data.judgments, config).final.to_numpy(), rtol=0, atol=1e-9)
+    best, margin, _ = result.best("ndcg@10")
+    table = result.table("ndcg@10")
+    assert margin == pytest.approx(table["mean"].max() - table.loc["dense", "mean"])
 
 
 FOUR = [{"name": "dense", "instruction": ""},

@@ -133,6 +133,30 @@ def test_rrf_matches_a_hand_computed_example():
                                                               {"a": 3.0, "b": 1.0}), [0.25, 0.75])
 
 
+def test_normalised_means_match_hand_computed_values():
+    scores = {"a": np.array([3.0, 4.0, 1.0]), "b": np.array([2.0, 1.0, 3.0])}
+    ranks = {m: fusion.ranks(s) for m, s in scores.items()}
+    # L2: a / 26 ** 0.5, b / 14 ** 0.5; weights 1 and 3
+    a, b = np.array([3, 4, 1]) / 26 ** 0.5, np.array([2, 1, 3]) / 14 ** 0.5
+    w = {"a": 1.0, "b": 3.0}
+    np.testing.assert_allclose(fusion.normalized_mean(scores, ranks, w, normalization="l2"), (a + 3 * b) / 4)
+    np.testing.assert_allclose(fusion.normalized_mean(scores, ranks, w, normalization="l2", combination="geometric"),
+                               (a * b ** 3) ** 0.25)
+    np.testing.assert_allclose(fusion.normalized_mean(scores, ranks, w, normalization="l2", combination="harmonic"),
+                               4 / (1 / a + 3 / b))
+    # rank: (k + 1) / (k + rank); ranks a = [2, 1, 3], b = [2, 3, 1]; k = 1 for round numbers
+    np.testing.assert_allclose(fusion.normalized_mean(scores, ranks, normalization="rank", combination="harmonic", k=1),
+                               [2 / (3 / 2 + 3 / 2), 2 / (1 + 2), 2 / (2 + 1)])
+    # min-max gives 0 to each mode's last candidate: a geometric or harmonic mean puts it last
+    assert fusion.normalized_mean(scores, ranks, combination="geometric").tolist()[2] == 0.0
+    # a weight of 0 leaves its mode out of the mean
+    np.testing.assert_allclose(fusion.normalized_mean(scores, ranks, {"a": 1.0, "b": 0.0}, combination="harmonic"),
+                               fusion.min_max(scores["a"]))
+    assert set(fusion.GRID) == {"rrf", "weighted", *(f"{n}-{c}" for n in ("minmax", "l2", "rank")
+                                                    for c in ("arithmetic", "geometric", "harmonic"))} \
+        - {"minmax-arithmetic", "rank-arithmetic"}
+
+
 def test_rrf_and_weighted_hybrid_use_each_modes_ranks_and_scores(session):
     results = search(session, QUERIES[1], modes=("hybrid",), fusion="rrf", k=15)
     table = results.table

@@ -11,6 +11,7 @@ from __future__ import annotations
 import bm25s
 import numpy as np
 import pytest
+from scipy import stats
 
 from bge_explorer.models.loading import load_embedder
 from bge_explorer.session import Session
@@ -29,7 +30,19 @@ CASES = [  # (modes, fusion, weights)
     (("dense", "sparse", "bm25"), "rrf", {"dense": 2.0, "sparse": 1.0, "bm25": 0.5}),
     (("dense", "bm25"), "weighted", {"dense": 0.7, "bm25": 0.3}),
     (("sparse", "colbert", "bm25"), "weighted", None),
+    (("dense", "bm25"), "l2-harmonic", {"dense": 0.7, "bm25": 0.3}),
+    (("dense", "sparse", "bm25"), "minmax-geometric", None),
+    (("dense", "bm25"), "minmax-harmonic", {"dense": 0.2, "bm25": 0.8}),
+    (("sparse", "colbert", "bm25"), "l2-arithmetic", None),
+    (("dense", "sparse"), "l2-geometric", {"dense": 1.0, "sparse": 3.0}),
+    (("dense", "bm25"), "rank-geometric", {"dense": 2.0, "bm25": 1.0}),
+    (("sparse", "bm25"), "rank-harmonic", None),
 ]
+NORMALISE = {  # OpenSearch's normalisation techniques, written out
+    "minmax": lambda s: (s - s.min()) / (s.max() - s.min()) if s.max() > s.min() else 0 * s,
+    "l2": lambda s: s / np.linalg.norm(s) if np.linalg.norm(s) > 0 else 0 * s,
+    "rank": lambda s: 61 / (60 + min_ranks(s)),
+}
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +108,18 @@ def reference_ranking(all_scores: dict[str, np.ndarray], modes, fusion, weights)
         w = {m: (weights or {}).get(m, 1.0) for m in modes}
         norm = {m: (s - s.min()) / (s.max() - s.min()) if s.max() > s.min() else 0 * s for m, s in scores.items()}
         fused = sum(w[m] * norm[m] for m in modes) / sum(w.values())
-    else:
+    elif fusion == "rrf":
         w = {m: (weights or {}).get(m, 1.0) for m in modes}
         fused = sum(w[m] / (60 + min_ranks(scores[m])) for m in modes)
+    else:  # normalisation-combination: scipy's weighted means, 0 where a normalised score is not positive
+        normalisation, combination = fusion.split("-")
+        x = np.stack([NORMALISE[normalisation](scores[m]) for m in modes])
+        w = np.broadcast_to(np.array([(weights or {}).get(m, 1.0) for m in modes])[:, None], x.shape)
+        positive = (x > 0).all(axis=0)
+        safe = np.where(x > 0, x, 1.0)
+        fused = {"arithmetic": lambda: np.average(x, axis=0, weights=w),
+                 "geometric": lambda: np.where(positive, stats.gmean(safe, axis=0, weights=w), 0.0),
+                 "harmonic": lambda: np.where(positive, stats.hmean(safe, axis=0, weights=w), 0.0)}[combination]()
     order = np.lexsort((cand, -fused))[:K]
     return cand[order], fused[order], {m: s[order] for m, s in scores.items()}
 

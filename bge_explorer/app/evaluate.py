@@ -281,7 +281,8 @@ def _retrieval_column(tag: str):
     """Mode, fusion and weights of one configuration (kept apart from the fields the one-click setup fills)."""
     mode = gr.Radio(mode_choices(), value="dense", label=f"{tag}: retrieval mode",
                     info="sparse / colbert: BGE-M3 models; bm25: no model needed (whole documents)")
-    fusion = gr.Radio([AUTO, *FUSIONS], value=AUTO, label=f"{tag}: hybrid fusion",
+    fusion = gr.Dropdown([(AUTO, AUTO), *((f"{n}: {f.label}", n) for n, f in FUSIONS.items())], value=AUTO,
+                         label=f"{tag}: hybrid fusion",
                       info="auto: BGE-M3's weighted sum for an M3 model's own modes, else rrf")
     weights = gr.Textbox("", label=f"{tag}: hybrid weights", placeholder="e.g. dense=0.4, sparse=0.2, colbert=0.4 "
                          "(empty: the model's modes with default weights; named modes are the ones fused)")

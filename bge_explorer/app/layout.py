@@ -313,9 +313,9 @@ def _search_tab(page: Page) -> None:
         with gr.Row():
             retrieval = gr.Radio(hybrid.mode_choices(), value="dense", label="Mode", elem_id="mode",
                                  info="sparse and ColBERT need a BGE-M3 model; BM25 works with any")
-            fusion = gr.Radio([AUTO, *FUSIONS], value=AUTO, label="Hybrid fusion", elem_id="fusion",
-                              info="auto: m3 for a BGE-M3 model's own modes, else rrf; "
-                                   + "; ".join(f"{n}: {f.label}" for n, f in FUSIONS.items()))
+            fusion = gr.Dropdown([(AUTO, AUTO), *((f"{n}: {f.label}", n) for n, f in FUSIONS.items())], value=AUTO,
+                                 label="Hybrid fusion", elem_id="fusion",
+                                 info="auto: m3 for a BGE-M3 model's own modes, else rrf (docs/hybrid.md)")
         with gr.Row():  # one weight per registered mode: a new mode gets its slider here
             weights = [slider_input(0, 1, value=w, step=0.05, label=f"{hybrid.short_label(m)} weight",
                                  elem_id=f"weight-{m}") for m, w in hybrid.default_weights().items()]

@@ -30,6 +30,13 @@ a list of lists (or of ``a+b`` strings) is a sweep. ``weights`` sweeps over a li
       - name: bm25
         model: null
         modes: [bm25]
+      - name: hybrid
+        modes: [dense, bm25]
+        fusion: grid          # every normalisation x combination (and RRF): fusion.GRID
+        weights: {step: 0.1}  # (0, 1), (0.1, 0.9), ..., (1, 0)
+
+Fusion and weight sweeps cost no encodes (each re-scores the candidates), so a plan may hold up to
+:data:`MAX_SWEEP` configurations when no more than :data:`MAX_CONFIGURATIONS` differ in anything else.
 """
 from __future__ import annotations
 
@@ -47,11 +54,14 @@ from bge_explorer.errors import ConfigError, ExplorerError
 from bge_explorer.evaluation.evaluate import EvaluationResult, StageProgress, evaluate
 from bge_explorer.evaluation.metrics import score_rankings
 from bge_explorer.evaluation.significance import N_RESAMPLES, bootstrap_interval, paired_test
-from bge_explorer.retrieval.config import RetrievalConfig
+from bge_explorer.retrieval.config import HYBRID, RetrievalConfig
+from bge_explorer.retrieval.fusion import GRID
 from bge_explorer.session import Session
 
 METRICS = ("ndcg@10", "recall@100", "mrr@10", "map@100")
-MAX_CONFIGURATIONS = 12
+MAX_CONFIGURATIONS = 12  # configurations that differ in more than their fusion and weights
+MAX_SWEEP = 120  # configurations in all, when the rest differ only in fusion and weights (each re-scores candidates)
+WEIGHT_STEPS = 20  # at most 1 / step in a weight grid
 JUDGED_K = 10
 
 
@@ -103,6 +113,40 @@ def _value_label(field: str, value: Any) -> str:
     return json.dumps(value, ensure_ascii=False) if field == "instruction" else str(value)
 
 
+def weight_grid(modes: Sequence[str], step: float, where: str = "weights") -> list[dict[str, float]]:
+    """Every ``{mode: w}`` with each w a multiple of ``step`` and the weights summing to 1 (the simplex grid):
+    for two modes and step 0.1 the 11 pairs (0, 1), (0.1, 0.9), ..., (1, 0) that OpenSearch's hybrid optimiser
+    tries. A weight of 0 leaves a mode out of the fusion."""
+    try:
+        step = float(step)
+    except (TypeError, ValueError):
+        raise ConfigError(where, f"step must be a number, not {step!r}") from None
+    n = round(1 / step) if step > 0 else 0
+    if not 1 <= n <= WEIGHT_STEPS or abs(n * step - 1) > 1e-9:
+        raise ConfigError(where, f"step must divide 1 into at most {WEIGHT_STEPS} parts (0.1, 0.25, 0.5), "
+                                 f"not {step:g}")
+    if len(modes) < 2:
+        raise ConfigError(where, "a weight grid needs two or more modes, e.g. modes: [dense, bm25]")
+    return [{m: round(i / n, 10) for m, i in zip(modes, parts)}
+            for parts in itertools.product(range(n + 1), repeat=len(modes)) if sum(parts) == n]
+
+
+def _grids(fields: dict[str, Any], defaults: Mapping[str, Any], at: str) -> dict[str, Any]:
+    """Shorthands for the hybrid optimiser's sweep: ``fusion: grid`` is every fusion of
+    :data:`~bge_explorer.retrieval.fusion.GRID`; ``weights: {step: 0.1}`` is :func:`weight_grid` over the
+    entry's modes (which must be named)."""
+    if fields.get("fusion") == "grid":
+        fields["fusion"] = list(GRID)
+    weights = fields.get("weights")
+    if isinstance(weights, Mapping) and set(weights) == {"step"}:
+        modes = fields.get("modes", defaults["modes"])
+        if _sweeps("modes", modes) or not isinstance(modes, list) or HYBRID in modes:
+            raise ConfigError(f"{at}.weights", "a weight grid needs one list of named modes, e.g. "
+                                               "modes: [dense, bm25]")
+        fields["weights"] = weight_grid(modes, weights["step"], f"{at}.weights")
+    return fields
+
+
 def expand(entries: Sequence[Mapping[str, Any]], *, where: str = "configurations",
            base: RetrievalConfig | None = None) -> list[RetrievalConfig]:
     """Named configuration entries -> configurations, grids expanded; each gets its ``name`` as label (a swept
@@ -116,7 +160,7 @@ def expand(entries: Sequence[Mapping[str, Any]], *, where: str = "configurations
         at = f"{where}[{i}]"
         if not isinstance(entry, Mapping):
             raise ConfigError(at, f"must be a mapping of fields, not {type(entry).__name__}")
-        fields = dict(entry)
+        fields = _grids(dict(entry), defaults, at)
         name = str(fields.pop("name", "") or fields.get("label", "") or f"config {i + 1}")
         fields.pop("label", None)
         swept = [f for f, v in fields.items() if _sweeps(f, v)]
@@ -180,13 +224,21 @@ class ExperimentPlan:
                 "query_encodes": queries * sum(1 for c in self.configurations if c.needs_model),
                 "reranked_pairs_at_most": queries * sum(reranked.values())}
 
-    def checked(self, max_configurations: int = MAX_CONFIGURATIONS) -> ExperimentPlan:
+    def checked(self, max_configurations: int = MAX_CONFIGURATIONS, max_sweep: int = MAX_SWEEP) -> ExperimentPlan:
+        """Raises ConfigError when the baseline is not a configuration, when more than ``max_configurations``
+        differ in more than fusion and weights, or when there are more than ``max_sweep`` in all."""
         names = [c.label for c in self.configurations]
         if self.baseline not in names:
             raise ConfigError("baseline", f"{self.baseline!r} is not one of the configurations: {', '.join(names)}")
-        if len(self.configurations) > max_configurations:
+        costly = {json.dumps({f: v for f, v in c.to_dict().items() if f not in ("fusion", "weights", "label")},
+                             sort_keys=True, default=str) for c in self.configurations}
+        if len(costly) > max_configurations:
+            raise ConfigError("configurations", f"{len(costly)} configurations that differ in more than fusion and "
+                                                f"weights after expanding the grids, over the limit of "
+                                                f"{max_configurations}")
+        if len(self.configurations) > max_sweep:
             raise ConfigError("configurations", f"{len(self.configurations)} configurations after expanding the "
-                                                f"grids, over the limit of {max_configurations}")
+                                                f"grids, over the limit of {max_sweep}")
         return self
 
 

@@ -9,6 +9,12 @@ Three ways, each taking ``{mode: (n,) array}`` aligned over the same n candidate
   this query, ``(s - min) / (max - min)`` (all equal -> 0), then ``sum_m w_m * norm_m / sum_m w_m``.
   Works for any mix, BM25 included.
 - :func:`rrf`: reciprocal rank fusion, ``sum_m w_m / (k + rank_m)`` with k = 60 (Cormack et al. 2009).
+- The normalisation x combination grid of OpenSearch's hybrid search (and its Search Relevance Workbench
+  optimiser), :func:`normalized_mean`: each mode's scores normalised (:data:`NORMALIZATIONS`: min-max;
+  L2, ``s / ||s||_2``; rank, ``(k + 1) / (k + rank)``), then a weighted arithmetic, geometric or harmonic
+  mean (:data:`COMBINATIONS`). Registered as ``{normalisation}-{combination}`` (``l2-harmonic``); min-max
+  with the arithmetic mean is ``weighted`` and rank with the arithmetic mean orders like ``rrf``, so those
+  two keep their names.
 """
 from __future__ import annotations
 
@@ -89,6 +95,70 @@ def rrf(rank_lists: Mapping[str, np.ndarray], k: int = RRF_K, weights: Mapping[s
     return total
 
 
+def l2(scores: np.ndarray) -> np.ndarray:
+    """``s / sqrt(sum s^2)`` over one query's candidates (OpenSearch's L2 normalisation); zeros when all are 0."""
+    scores = np.asarray(scores, np.float64)
+    norm = float(np.sqrt(np.sum(scores ** 2)))
+    return scores / norm if norm > 0 else np.zeros_like(scores)
+
+
+def rank_scale(rank_list: np.ndarray, k: int = RRF_K) -> np.ndarray:
+    """1-based ranks -> ``(k + 1) / (k + rank)``: 1 for the first, falling like RRF's terms; 0 for a candidate the
+    mode did not rank (rank <= 0 or NaN)."""
+    r = np.asarray(rank_list, np.float64)
+    ranked = np.isfinite(r) & (r > 0)
+    return np.where(ranked, (k + 1) / (k + np.where(ranked, r, 1.0)), 0.0)
+
+
+NORMALIZATIONS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
+    "minmax": lambda s, r, k: min_max(s),
+    "l2": lambda s, r, k: l2(s),
+    "rank": lambda s, r, k: rank_scale(r, k),
+}
+
+
+def _arithmetic(parts: np.ndarray, w: np.ndarray) -> np.ndarray:
+    return parts.T @ w / w.sum()
+
+
+def _geometric(parts: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``prod_m s_m^(w_m / sum w)``; 0 when a weighted mode scores 0 (OpenSearch skips non-positive scores in the
+    log; a candidate one mode puts last, or never found, then ranks below every candidate all modes found)."""
+    with np.errstate(divide="ignore"):
+        logs = np.where(parts > 0, np.log(np.where(parts > 0, parts, 1.0)), -np.inf)
+    used = w > 0
+    return np.exp(logs[used].T @ w[used] / w.sum())
+
+
+def _harmonic(parts: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """``sum w / sum_m (w_m / s_m)`` over the weighted modes; 0 when a weighted mode scores 0."""
+    used = w > 0
+    p = parts[used]
+    with np.errstate(divide="ignore"):
+        inverse = np.where(p > 0, w[used][:, None] / np.where(p > 0, p, 1.0), np.inf)
+    return w.sum() / inverse.sum(axis=0)
+
+
+COMBINATIONS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    "arithmetic": _arithmetic, "geometric": _geometric, "harmonic": _harmonic}
+
+
+def normalized_mean(scores: Mapping[str, np.ndarray], rank_lists: Mapping[str, np.ndarray],
+                    weights: Mapping[str, float] | None = None, *, normalization: str = "minmax",
+                    combination: str = "arithmetic", k: int = RRF_K) -> np.ndarray:
+    """Normalise each mode's (n,) scores (or its 1-based ranks, for ``rank``), then combine them with a
+    weighted mean -> (n,) fused scores in [0, 1], higher better. Missing weights are 1; a weight of 0 leaves the
+    mode out of the mean.
+
+    arithmetic: ``sum_m w_m x_m / sum w``; geometric: ``exp(sum_m w_m log x_m / sum w)``; harmonic:
+    ``sum w / sum_m (w_m / x_m)``; with ``x_m`` the normalised score.
+    """
+    w = resolve_weights(scores, weights)
+    modes = list(scores)
+    parts = np.stack([NORMALIZATIONS[normalization](scores[m], rank_lists.get(m), k) for m in modes])
+    return COMBINATIONS[combination](parts, np.array([w[m] for m in modes]))
+
+
 @dataclasses.dataclass(frozen=True)
 class Fusion:
     """A way to combine modes. ``combine(scores, ranks, weights, rrf_k)`` takes ``{mode: (n,)}`` raw scores and
@@ -107,4 +177,10 @@ FUSIONS: dict[str, Fusion] = {f.name: f for f in (
     Fusion("weighted", "weighted sum of min-max normalised scores",
            lambda s, r, w, k: normalized_weighted_sum(s, w)),
     Fusion("m3", "BGE-M3's weighted sum of raw scores", lambda s, r, w, k: m3_weighted_sum(s, w), m3_scores=True),
+    *(Fusion(f"{n}-{c}", f"{c} mean of {n} normalised scores",
+             lambda s, r, w, k, _n=n, _c=c: normalized_mean(s, r, w, normalization=_n, combination=_c, k=k))
+      for n in NORMALIZATIONS for c in COMBINATIONS if (n, c) not in (("minmax", "arithmetic"), ("rank", "arithmetic"))),
 )}
+GRID = tuple(name for name, f in FUSIONS.items() if not f.m3_scores)
+"""The normalisation x combination grid of OpenSearch's hybrid optimiser (with RRF), as fusion names: ``fusion:
+grid`` in a configuration file sweeps it."""
