@@ -293,3 +293,25 @@ def test_judging_in_the_browser_by_click_and_by_key_exports_and_reimports(browse
         assert a.read("qrels/test.tsv") == b.read("qrels/test.tsv")
         assert a.read("queries.jsonl") == b.read("queries.jsonl")
     assert not page.console_errors and not other.console_errors
+
+
+def test_grading_in_search_by_click_and_by_key_shows_in_both_tables(browser, app_url):
+    """Select a reranked result, grade it with a button, grade the next one with a key: the counts follow and the
+    grade shows in both result tables."""
+    page = open_page(browser, app_url)
+    page.locator("#demo-btn").click()
+    page.locator("#search-summary").get_by_text("rescored the top").wait_for(timeout=240_000)
+    status = page.locator("#search-grading-status")
+    status.get_by_text("Select a row").wait_for(timeout=30_000)
+    page.locator("#after [role=row]").nth(1).locator("[role=gridcell]").nth(1).click()  # reranked #1
+    status.get_by_text("Selected: reranked #1").wait_for(timeout=30_000)
+    page.locator("#search-grade-3").click()  # by click
+    status.get_by_text("1 judged (1 relevant)").wait_for(timeout=30_000)
+    status.click()  # focus off any input, then grade by key: the next unjudged result is selected
+    page.keyboard.press("0")
+    status.get_by_text("2 judged (1 relevant)").wait_for(timeout=30_000)
+    # (the reranked #1 may come from below the retrieval top k, so the grade column is checked in the reranked table;
+    # both tables' grades are checked in tests/test_workbench.py)
+    assert page.locator("#after [role=gridcell]", has_text="3 perfect").count() >= 1
+    assert page.locator("#after [role=gridcell]", has_text="0 irrelevant").count() >= 1
+    assert not page.console_errors

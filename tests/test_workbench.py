@@ -12,6 +12,7 @@ import yaml
 from bge_explorer.app import explorer as ui
 from bge_explorer.app import workbench as wb
 from bge_explorer.retrieval.config import RetrievalConfig
+from bge_explorer.retrieval.pipeline import retrieve
 
 
 def indexed(sample_corpus, tiny_encoder):
@@ -71,7 +72,8 @@ def test_query_set_and_an_experiment_on_my_own_judgments(sample_corpus, tiny_enc
                                                                "BM25", "dense + BM25 (RRF)"]
     assert wb.estimate(wb.experiment_template(app), "", app).startswith(
         "4 configurations on 2 judged queries: 1 corpus encode(s)")  # three dense configurations, one model
-    status, table, figure, files, app = wb.experiment(wb.experiment_template(app), "", app)
+    status, table, figure, files, per_query, per_query_figure, app = wb.experiment(wb.experiment_template(app), "",
+                                                                                   app)
     assert "4 configurations on 2 judged queries" in status and len(table) == 4
     assert list(table.columns[:4]) == ["configuration", "ndcg@10", "ndcg@10 95% CI", "ndcg@10 p (Holm)"]
     names = [f.rsplit("/", 1)[-1] for f in files]
@@ -80,6 +82,31 @@ def test_query_set_and_an_experiment_on_my_own_judgments(sample_corpus, tiny_enc
     assert winner.label in set(table["configuration"])
     payload = json.loads(open(files[0], encoding="utf-8").read())
     assert payload["baseline"] == "BM25" and payload["queries"] == 2
+    # per query: each configuration's nDCG@10 (and its difference from BM25), as in per_query.csv
+    import pandas as pd
+
+    csv = pd.read_csv(files[1])
+    assert list(per_query.columns) == ["query", *table["configuration"]] and len(per_query) == 2
+    for _, row in per_query.iterrows():
+        for name in table["configuration"]:
+            want = csv[(csv["name"] == name) & (csv["query"] == row["query"])]["ndcg@10"].item()
+            shown = row[name]
+            assert float(shown.split(" ")[0]) == pytest.approx(want, abs=5e-5)
+            assert ("(" in shown) == (name != "BM25")
+    assert per_query_figure.data and all("wins" in t.name for t in per_query_figure.data)
+    # a cell opens its query in Search with its column's configuration
+    column = list(per_query.columns).index("dense, model's instruction")
+    out = wb.open_per_query(app, gr.SelectData(None, {"index": [1, column], "value": "", "selected": True}))
+    tabs, query, instruction_mode, instruction, *_, before, after, summary, detail, app = out
+    assert query == per_query["query"].iloc[1]
+    config = next(c for c in app.experiment.plan.configurations if c.label == "dense, model's instruction")
+    assert config.instruction is None and instruction_mode == "model default"  # the model's own instruction
+    assert app.ranking_config.instruction is None and app.ranking_config.modes == config.modes
+    want = retrieve(app.session, config, [query])[0]
+    assert list(before["document"]) == list(want.table["doc_id"].astype(str))[:len(before)]
+    *_, summary, detail, app = wb.open_per_query(app, gr.SelectData(
+        None, {"index": [0, list(per_query.columns).index("BM25")], "value": "", "selected": True}))
+    assert "Build that index" in summary  # BM25 over whole documents, not this model's index
     with pytest.raises(gr.Error, match="configurations"):
         wb.experiment("configurations: 5", "", app)
     with pytest.raises(gr.Error, match="baseline"):
@@ -103,3 +130,60 @@ def test_calibrate_and_compare_from_the_tab(sample_corpus, tiny_encoder, tiny_re
     assert "2 queries, top 5" in summary and len(table) == 2
     with pytest.raises(gr.Error, match="A: unknown field"):
         wb.compare("modle: x", "model: null", 5, app)
+
+
+def select(row: int):
+    return gr.SelectData(None, {"index": [row, 1], "value": "", "selected": True})
+
+
+def test_grade_in_search_before_and_after_reranking_and_see_it_everywhere(sample_corpus, tiny_encoder, tiny_reranker):
+    from bge_explorer.app import grading
+
+    app = indexed(sample_corpus, tiny_encoder)
+    query = "eiffel tower paris"
+    before, after, *_, app = ui.search_once(query, "none", "", 8, tiny_reranker, 8, app)
+    assert (before["grade"] == "").all() and (after["grade"] == "").all()
+    assert "8 unjudged" in grading.grading_status(app) and "Select a row" in grading.grading_status(app)
+    with pytest.raises(gr.Error, match="Select a result row first"):
+        grading.grade_result(2, app)
+    # grade the reranked list's third row: its document gets the grade, and the next unjudged row is selected
+    status, app = grading.select_after(app, select(2))
+    doc = str(after["document"].iloc[2])
+    assert f"reranked #3, document <b>{doc}</b> (unjudged)" in status
+    before, after, status, detail, app = grading.grade_result(3, app)
+    assert app.session.judgments.get(query, doc) == 3 and app.graded_row == ("after", 3)
+    assert after["grade"].iloc[2] == "3 perfect"
+    assert before.loc[before["document"] == doc, "grade"].tolist() == ["3 perfect"]  # the same document, both tables
+    assert "1 judged (1 relevant), 7 unjudged" in status and "Reranked #4" in detail
+    # in retrieval order: the first row, then n skips the judged document
+    grading.select_before(app, select(0))
+    before, after, status, detail, app = grading.grade_result(0, app)
+    first = str(before["document"].iloc[0])
+    assert app.session.judgments.get(query, first) == 0 and before["grade"].iloc[0] == "0 irrelevant"
+    judged = {first, doc}
+    status, detail, app = grading.next_result(app)
+    which, row = app.graded_row
+    assert which == "before" and str(before["document"].iloc[row]) not in judged
+    # the binary scale refuses 2 and 3; the Workbench's judging table shows the Search tab's grades
+    wb.set_scale("binary", app)
+    with pytest.raises(gr.Error, match="0 to 1"):
+        grading.grade_result(2, app)
+    table, *_ = wb.judge_query(query, app)
+    assert dict(zip(table["document"], table["grade"]))[doc] == "1 relevant"  # 3 counts as binary's top grade
+    # a new search starts with nothing selected
+    ui.search_once("how do bees make honey", "none", "", 8, ui.NO_RERANKER, 5, app)
+    assert app.graded_row is None and "Select a row" in grading.grading_status(app)
+
+
+def test_the_map_colours_chunks_by_the_grade_of_their_document(sample_corpus, tiny_encoder):
+    app = indexed(sample_corpus, tiny_encoder)
+    query = "eiffel tower paris"
+    ui.search_once(query, "none", "", 5, ui.NO_RERANKER, 5, app)
+    app.session.judgments.grade(query, "eiffel-tower", 3)
+    app.session.judgments.grade(query, "bitcoin", 0)
+    *_, (figure, status, app) = list(ui.map_view("grade", app))
+    traces = {t.name: len(t.x) for t in figure.data}
+    docs = app.session.chunks.table["doc_id"].astype(str)
+    assert traces["3 perfect (1)"] == int((docs == "eiffel-tower").sum()) == 1
+    assert traces["0 irrelevant (1)"] == 1 and traces[f"unjudged ({len(docs) - 2})"] == len(docs) - 2
+    assert "2 judged" in status

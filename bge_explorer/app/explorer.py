@@ -14,7 +14,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import gradio as gr
 import numpy as np
@@ -25,6 +25,7 @@ from bge_explorer.app import hybrid, state as app_state, workspace
 from bge_explorer.app.render import box, cell, esc, fail, highlight, label, snippet
 from bge_explorer.app.state import AppState
 from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
+from bge_explorer.data.judging import SCALES
 from bge_explorer.errors import Cancelled, ConfigError, ExplorerError, LimitError
 from bge_explorer.exports import chunk_table, results_table, write_csv
 from bge_explorer.maps import projection
@@ -36,6 +37,9 @@ from bge_explorer.retrieval.config import AUTO, DEFAULT_K, DEFAULT_TOP_N, HYBRID
 from bge_explorer.retrieval.fusion import FUSIONS
 from bge_explorer.retrieval.pipeline import rerank_steps
 from bge_explorer.retrieval.planner import select_modes
+
+GRADE_COLUMN = "grade"
+COLOR_BY = ("document", "cluster", "grade")  # the map's colourings; grade: this session's judgments of the query
 
 log = logging.getLogger(__name__)
 
@@ -304,9 +308,13 @@ def final_table(ranking, k: int) -> pd.DataFrame:
     return ranking.table.iloc[positions].reset_index(drop=True)
 
 
-def _extra_columns(out: pd.DataFrame, table: pd.DataFrame, relevant: set[str] | None) -> pd.DataFrame:
-    """After the text column: ``relevant`` (documents marked from the Evaluate tab) and a score and rank column
-    per retrieval mode in play (more than one mode)."""
+def _extra_columns(out: pd.DataFrame, table: pd.DataFrame, relevant: set[str] | None,
+                   grades: Mapping[str, str] | None) -> pd.DataFrame:
+    """After the text column: ``grade`` (this session's judgment of the document for the query, as
+    ``{doc id: "2 relevant"}``), ``relevant`` (documents marked from the Evaluate tab) and a score and rank
+    column per retrieval mode in play (more than one mode)."""
+    if grades is not None:
+        out[GRADE_COLUMN] = [grades.get(d, "") for d in table["doc_id"].astype(str)]
     if relevant:
         out["relevant"] = ["✓ relevant" if d in relevant else "" for d in table["doc_id"].astype(str)]
     extra = hybrid.mode_columns(table)
@@ -315,19 +323,21 @@ def _extra_columns(out: pd.DataFrame, table: pd.DataFrame, relevant: set[str] | 
     return out
 
 
-def before_table(ranking, k: int, query: str, relevant: set[str] | None = None) -> pd.DataFrame:
+def before_table(ranking, k: int, query: str, relevant: set[str] | None = None,
+                 grades: Mapping[str, str] | None = None) -> pd.DataFrame:
     table = ranking.table.head(k)
     out = pd.DataFrame({"rank": table["rank"].astype(int), "document": [cell(d) for d in table["doc_id"].astype(str)],
                         "chunk": table["chunk"].astype(int), "score": table["score"].round(4)})
     out["reranked rank"] = [str(int(r)) if pd.notna(r) else "·" for r in table["rerank_rank"]]  # "·": not rescored
     out["text"] = [highlight(snippet(t), query) for t in table["text"]]
-    out = _extra_columns(out, table, relevant)
+    out = _extra_columns(out, table, relevant, grades)
     if ranking.plan.fusion:
         out = out.rename(columns={"rank": "fused rank", "score": "fused score"})
     return out
 
 
-def after_table(ranking, k: int, query: str, relevant: set[str] | None = None) -> pd.DataFrame:
+def after_table(ranking, k: int, query: str, relevant: set[str] | None = None,
+                grades: Mapping[str, str] | None = None) -> pd.DataFrame:
     if ranking.rerank_logits is None:
         return pd.DataFrame(columns=["rank", "movement", "retrieval rank", "logit", "sigmoid", "score", "document",
                                      "chunk", "text"])
@@ -341,7 +351,7 @@ def after_table(ranking, k: int, query: str, relevant: set[str] | None = None) -
         "logit": table["rerank_logit"].round(4), "sigmoid": table["rerank_score"].round(4),
         "score": table["score"].round(4), "document": [cell(d) for d in table["doc_id"].astype(str)],
         "chunk": table["chunk"].astype(int), "text": [highlight(snippet(t), query) for t in table["text"]]})
-    out = _extra_columns(out, table, relevant)
+    out = _extra_columns(out, table, relevant, grades)
     if ranking.plan.fusion:
         out = out.rename(columns={"retrieval rank": "fused rank", "score": "fused score"})
     return out
@@ -421,6 +431,7 @@ def search(query: str, instruction_mode: str = "model default", instruction: str
     except ExplorerError as exc:
         raise fail(exc) from None
     app.ranking, app.ranking_state, app.ranking_config, app.shown_k = ranking, session.current, config, k
+    app.graded_row = None
     if cross_encoder is None:
         yield _search_outputs(app, ranking, config, k, notes, query)
         return
@@ -444,7 +455,7 @@ def _search_outputs(app: AppState, ranking, config: RetrievalConfig, k: int, not
                f"{esc(hybrid.describe_plan(ranking.plan))}")
     for note in [*ranking.plan.notes, *notes]:
         summary += f"; {esc(note)}"
-    relevant = app.marked if app.marked and app.marked_query == query else None
+    relevant = _relevant(app, query)
     if relevant:
         found = [d for d in relevant if d in set(ranking.table.head(k)["doc_id"].astype(str))]
         summary += (f"; relevant documents from the Evaluate tab: {len(found)} of {len(relevant)} in the top {k} "
@@ -459,8 +470,23 @@ def _search_outputs(app: AppState, ranking, config: RetrievalConfig, k: int, not
         summary += f"; {label(ranking.reranker)} rescored the top {n} candidates ({moved} changed place)"
     summary += f". Configuration <code>{config.id}</code>"
     detail = chunk_detail(shown.iloc[0], query, "Top result: ") if len(shown) else ""
-    return (before_table(ranking, k, query, relevant), after_table(ranking, k, query, relevant),
-            box("info", summary + "."), detail, app)
+    return (*result_tables(app, ranking), box("info", summary + "."), detail, app)
+
+
+def _relevant(app: AppState, query: str) -> set[str] | None:
+    """The documents marked relevant from the Evaluate tab, when the ranking is that query's."""
+    return app.marked if app.marked and app.marked_query == query else None
+
+
+def result_tables(app: AppState, ranking=None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(before, after) tables of ``ranking`` (default: the last search's) as shown: the first ``shown_k`` rows,
+    with this session's grades for its query."""
+    ranking = ranking if ranking is not None else app.ranking
+    store = app.session.judgments
+    grades = {d: store.label(g) for d, g in store.grades(ranking.query).items()}
+    relevant = _relevant(app, ranking.query)
+    return (before_table(ranking, app.shown_k, ranking.query, relevant, grades),
+            after_table(ranking, app.shown_k, ranking.query, relevant, grades))
 
 
 def _selected_row(which: str, app: AppState, evt: gr.SelectData) -> pd.Series | None:
@@ -648,8 +674,14 @@ def _figure(app: AppState, proj: projection.Projection, color_by: str):
     vectors = app.session.vectors
     labels = projection.clusters(vectors) if color_by == "cluster" else None
     query_xy = proj.transform(qvec[None, :]) if qvec is not None else None
+    store = app.session.judgments
+    grades = None
+    if color_by == "grade":  # each chunk coloured by its document's grade for the last query
+        judged = store.grades(query) if query else {}
+        grades = [judged.get(d) for d in app.session.chunks.table["doc_id"].astype(str)]
     return projection.map_figure(proj, app.session.chunks.table, color_by=color_by, cluster_labels=labels,
-                                 query=query, query_xy=query_xy, retrieved=retrieved, reranked=reranked)
+                                 query=query, query_xy=query_xy, retrieved=retrieved, reranked=reranked,
+                                 grades=grades, grade_names=SCALES[store.scale])
 
 
 def map_view(color_by: str = "document", state: Any = None):
@@ -661,7 +693,7 @@ def map_view(color_by: str = "document", state: Any = None):
     except ExplorerError as exc:
         raise fail(exc) from None
     vectors = app.session.vectors
-    color_by = color_by if color_by in ("document", "cluster") else "document"
+    color_by = color_by if color_by in COLOR_BY else "document"
     app.mapped_state = app.session.current
     ready = app.maps.ready(key)
     if ready is None:
@@ -678,6 +710,11 @@ def map_view(color_by: str = "document", state: Any = None):
     kind = "UMAP" if ready.kind == "umap" else "PCA"
     marks = " Query: star; retrieved top-k: open circles; reranked top-n: red diamonds." \
         if app.current_ranking() is not None else " Search to see the query on the map."
+    if color_by == "grade":
+        ranking = app.current_ranking()
+        marks += (f" Colour: this session's grades of the documents for “{label(ranking.query)}” "
+                  f"({len(app.session.judgments.grades(ranking.query))} judged; grade results in Search or the "
+                  "Workbench)." if ranking is not None else " Colour by grade needs a search first.")
     yield (_figure(app, ready, color_by), box("ok", f"{kind} map of {len(ready.coords)} chunks{note}; "
                                                     f"computed once, reused for every query.{marks}"), app)
 
@@ -690,7 +727,7 @@ def export_map(color_by: str = "document", state: Any = None):
     except ExplorerError as exc:
         raise fail(exc) from None
     proj = app.maps.ready(key) or app.maps.pca(key, app.session.vectors)
-    fig = _figure(app, proj, color_by if color_by in ("document", "cluster") else "document")
+    fig = _figure(app, proj, color_by if color_by in COLOR_BY else "document")
     folder = _tmpdir(app)
     files = [projection.export_html(fig, os.path.join(folder, "bge-explorer-map.html"))]
     png = projection.export_png(fig, os.path.join(folder, "bge-explorer-map.png"))

@@ -5,6 +5,7 @@ concurrency slot pool (``models``); index builds have their own (``builds``), an
 """
 from __future__ import annotations
 
+import functools
 from types import SimpleNamespace
 from typing import Callable
 
@@ -16,14 +17,17 @@ from bge_explorer.app import choices, demo as tour, hybrid, state as app_state, 
 from bge_explorer.app.components import number_input, slider_input
 from bge_explorer.app.connect import build_connect_tab
 from bge_explorer.app.evaluate import build_evaluate_tab
-from bge_explorer.app.explorer import (INSTRUCTION_MODES, NO_RERANKER, build_index, client_left, compare_prefix,
+from bge_explorer.app.explorer import (COLOR_BY, INSTRUCTION_MODES, NO_RERANKER, build_index, client_left, compare_prefix,
                                        explain,
                                        explain_after, explain_before, export_chunks, export_map, export_results,
                                        load_corpus, load_sample, map_view, model_info, open_evaluated_query,
                                        rerun_search, retrieval_info, search, show_after_chunk, show_before_chunk,
                                        stop, toggle_colbert)
 from bge_explorer.app.render import box, esc
-from bge_explorer.app.workbench import GRADE_KEYS_JS, build_workbench_tab
+from bge_explorer.app.grading import (GRADE_KEYS_JS, grade_result, grading_status, next_result, select_after,
+                                      select_before)
+from bge_explorer.app.workbench import build_workbench_tab
+from bge_explorer.data.judging import SCALES
 from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
 from bge_explorer.data.corpus import FORMATS
 from bge_explorer.models.catalog import CATALOG, DEFAULT_MODEL
@@ -115,7 +119,7 @@ def build_app(demo_reranker: str | None = None) -> gr.Blocks:
         large.input(None, [large], [large], js=LARGE_TYPE_JS, api_visibility="private")
         _demo_and_links(page, demo, demo_btn, demo_reranker)
         _refresh_after(page, page.changes)
-        demo.load(None, js=GRADE_KEYS_JS)  # keys 0-3 and n grade in the Workbench's judging table
+        demo.load(None, js=GRADE_KEYS_JS)  # keys 0-3 and n grade in Search's results and the Workbench's table
         demo.unload(client_left)
     return demo
 
@@ -152,6 +156,7 @@ def _refresh_after(page: Page, events: list) -> None:
     """After each event that changes a session, every empty state and gated panel is brought up to date."""
     outputs = [c for _, empty, html, button, content in page.gates for c in (empty, html, button, content)]
     outputs += [component for _, component in page.panels]
+    outputs.append(page.controls.grading)
 
     def refresh(state):
         f = views.facts(state)
@@ -162,6 +167,7 @@ def _refresh_after(page: Page, events: list) -> None:
             out += [gr.update(visible=message is not None), views.empty_html(message),
                     gr.update(value=go or "Go", visible=bool(go)), gr.update(visible=message is None)]
         out += [gr.update(visible=views.shown(name, f)) for name, _ in page.panels]
+        out.append(grading_status(state))
         return out
 
     for event in events:
@@ -342,6 +348,11 @@ def _search_tab(page: Page) -> None:
                     after = _df("After reranking", ["number", "str", "number", "number", "number", "number", "str",
                                                     "number", "html"] + ["str"] * 10, elem_id="after",
                                 column_widths=["56px", "110px", "100px", "72px", "76px", "84px", "14%", "64px", "37%"])
+        with gr.Row(equal_height=True, elem_id="search-grading"):
+            grading = gr.HTML(grading_status(None), elem_id="search-grading-status")
+            grade_buttons = [gr.Button(f"{i} {name}", elem_id=f"search-grade-{i}", size="sm", min_width=80)
+                             for i, name in enumerate(SCALES["graded"])]
+            next_btn = gr.Button("Next unjudged (n)", elem_id="search-next-unjudged", size="sm", min_width=120)
         detail = gr.HTML(elem_id="chunk-detail")
     explain_outputs = _explain_panel(page, before, after)
     page.retrieval_inputs = [retrieval, fusion, *weights]
@@ -368,6 +379,14 @@ def _search_tab(page: Page) -> None:
                          [reranker_where], api_visibility="private")
     before.select(show_before_chunk, [state], [detail], api_visibility="private")
     after.select(show_after_chunk, [state], [detail], api_visibility="private")
+    # judging in place: a selected row is graded by the buttons (keys 0-3), n goes to the next unjudged result
+    before.select(select_before, [state], [grading, state], api_visibility="private")
+    after.select(select_after, [state], [grading, state], api_visibility="private")
+    for i, button in enumerate(grade_buttons):
+        button.click(functools.partial(grade_result, i), [state], [before, after, grading, detail, state],
+                     api_visibility="private")
+    next_btn.click(next_result, [state], [grading, detail, state], api_visibility="private")
+    page.controls.grading = grading  # kept current after every change of the session (_refresh_after)
     why = page.controls.why
     for table, handler in ((before, explain_before), (after, explain_after)):
         explained = table.select(gpu(handler), [state], explain_outputs, api_visibility="private", **page.models)
@@ -428,7 +447,8 @@ def _compare_tab(page: Page) -> None:
 
 def _map_tab(page: Page) -> None:
     with gr.Row():
-        color_by = gr.Radio(["document", "cluster"], value="document", label="Colour by")
+        color_by = gr.Radio(list(COLOR_BY), value="document", label="Colour by",
+                            info="grade: the last query's judgments (Search or Workbench)")
         map_btn = gr.Button("Show map", variant="primary", elem_id="map-btn")
         export_btn = gr.Button("Export map (HTML / PNG)", elem_id="export-map-btn")
     with page.gate("map"):

@@ -44,7 +44,9 @@ class AppState(ProcessLocal):
         self.marked_query: str | None = None  # a query opened from the Evaluate tab ...
         self.marked: set[str] = set()  # ... and its relevant document ids, marked in the results
         self.judging: tuple[str, list[str]] | None = None  # Workbench: the query being judged and its documents
+        self.graded_row: tuple[str, int] | None = None  # Search: the result the grade keys act on (table, row)
         self.query_set: list[str] = []  # Workbench: the query set
+        self.experiment = None  # Workbench: the last experiment's result, for its per-query view
         self.workdir: str | None = None  # this session's private temporary directory (uploads, exports)
         # what the page shows (see app/views.py): the corpus is the bundled sample, the ranking last explained, the
         # index last mapped, the last evaluation ("a" or "ab")

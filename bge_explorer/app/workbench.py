@@ -24,6 +24,7 @@ import yaml
 
 from bge_explorer.app import state as app_state
 from bge_explorer.app.components import number_input
+from bge_explorer.app.explorer import GRADE_COLUMN
 from bge_explorer.app.render import box, cell, esc, fail, label, snippet
 from bge_explorer.app.state import AppState
 from bge_explorer.data.judging import SCALES
@@ -35,11 +36,10 @@ from bge_explorer.evaluation.experiment import ExperimentPlan, ExperimentResult,
 from bge_explorer.evaluation.pairwise import compare_configurations, documents
 from bge_explorer.exports import write_csv
 from bge_explorer.models.catalog import RERANKERS
-from bge_explorer.retrieval.config import RetrievalConfig
+from bge_explorer.retrieval.config import HYBRID, RetrievalConfig
 from bge_explorer.retrieval.pipeline import retrieve
 
 JUDGED_K = 10  # rows of the judging table
-GRADE_COLUMN = "grade"
 NO_RERANKER = "none"
 MAX_YAML_CHARS = 20_000
 
@@ -56,10 +56,6 @@ def _config(app: AppState) -> RetrievalConfig:
     return config.with_(k=max(config.k, JUDGED_K))
 
 
-def _scale_label(grade: int | None, scale: str) -> str:
-    return "" if grade is None else f"{grade} {SCALES[scale][grade]}"
-
-
 def judging_table(app: AppState, query: str) -> tuple[pd.DataFrame, list[str]]:
     """(table of the query's top JUDGED_K documents with their grades, their document ids)."""
     ranking = retrieve(app.session, _config(app), [query], state=app.session.current)[0]
@@ -67,7 +63,7 @@ def judging_table(app: AppState, query: str) -> tuple[pd.DataFrame, list[str]]:
     store = app.session.judgments
     text_of = dict(zip(ranking.chunks.table["doc_id"].astype(str), ranking.chunks.table["text"]))
     table = pd.DataFrame({"rank": np.arange(1, len(docs) + 1), "document": [cell(d) for d in docs],
-                          GRADE_COLUMN: [_scale_label(store.get(query, d), store.scale) for d in docs],
+                          GRADE_COLUMN: [store.label(store.get(query, d)) for d in docs],
                           "text": [snippet(text_of.get(d, "")) for d in docs]})
     return table, docs
 
@@ -287,11 +283,93 @@ def results_figure(result: ExperimentResult, metric: str = "ndcg@10"):
     return fig
 
 
+def per_query_table(result: ExperimentResult, metric: str = "ndcg@10") -> pd.DataFrame:
+    """One row per judged query: its text, then each configuration's ``metric`` in plan order (the others with
+    their difference from the baseline), the queries where the configurations disagree most first. A cell
+    opens that query in Search with that configuration (:func:`open_per_query`)."""
+    names = list(result.results)
+    scores = pd.DataFrame({n: result.results[n].final[metric].to_numpy() for n in names})
+    base = scores[result.plan.baseline]
+    table = pd.DataFrame({"query": [cell(q) for q in result.results[names[0]].queries]})
+    for name in names:
+        table[cell(name)] = [f"{v:.4f}" if name == result.plan.baseline else f"{v:.4f} ({v - b:+.4f})"
+                             for v, b in zip(scores[name], base)]
+    spread = (scores.max(axis=1) - scores.min(axis=1)).to_numpy()
+    return table.iloc[np.argsort(-spread, kind="stable")].reset_index(drop=True)
+
+
+def per_query_figure(result: ExperimentResult, metric: str = "ndcg@10", shown: int = 5):
+    """Per-query differences from the baseline, sorted, for the ``shown`` best configurations: where each wins
+    (above 0) and loses (below), and on how many queries."""
+    import plotly.graph_objects as go
+
+    table = result.table(metric).drop(index=result.plan.baseline)
+    base = result.results[result.plan.baseline].final[metric].to_numpy()
+    fig = go.Figure()
+    for name in table["mean"].sort_values(ascending=False).index[:shown]:
+        delta = np.sort(result.results[name].final[metric].to_numpy() - base)[::-1]
+        wins, losses = int((delta > 0).sum()), int((delta < 0).sum())
+        fig.add_trace(go.Scatter(y=delta, mode="lines", name=f"{label(name)} ({wins} wins, {losses} losses)"))
+    fig.add_hline(y=0, line_color="#9e9e9e")
+    fig.update_layout(title=dict(text=f"{metric} per query minus {label(result.plan.baseline)}'s, sorted"),
+                      xaxis_title="queries", yaxis_title="difference", margin=dict(l=60, r=20, t=60, b=60))
+    return fig
+
+
+def search_controls(config: RetrievalConfig) -> tuple:
+    """The Search tab's control values that run ``config`` on the current index: (instruction mode, instruction,
+    k, reranker, top n, mode, fusion, *one weight per registered mode)."""
+    from bge_explorer.app import hybrid
+    from bge_explorer.retrieval import modes as registry
+
+    if len(config.modes) == 1 and config.modes[0] in registry.REGISTRY:
+        mode, weights = config.modes[0], hybrid.default_weights()
+    else:
+        mode = "hybrid"
+        named = config.weights_dict
+        weights = {m: (named.get(m, 1.0) if m in config.modes or HYBRID in config.modes else 0.0)
+                   for m in registry.names()}
+    instruction_mode = "model default" if config.instruction is None else "custom"
+    return (instruction_mode, config.instruction or "", config.k, config.reranker or NO_RERANKER, config.top_n, mode, config.fusion, *weights.values())
+
+
+def open_per_query(state: Any, evt: gr.SelectData):
+    """A cell of the per-query table: open its query in Search with its column's configuration (the first column:
+    the baseline). A configuration on another model or chunking than the current index opens the query only,
+    and says what to build. -> (tabs, query, *Search controls, before, after, summary, detail, state)."""
+    from bge_explorer.app.explorer import search_once
+    from bge_explorer.retrieval import modes as registry
+
+    app = app_state.get(state)
+    result = app.experiment
+    keep = (gr.skip(),) * (2 + 7 + len(registry.names()) + 4)
+    if result is None or evt is None or evt.index is None:
+        return (*keep, app)
+    row, column = (evt.index if isinstance(evt.index, (list, tuple)) else (evt.index, 0))
+    table = per_query_table(result)
+    query = str(table.iloc[int(row)]["query"]) if int(row) < len(table) else ""
+    names = list(result.results)
+    name = names[int(column) - 1] if 1 <= int(column) <= len(names) else result.plan.baseline
+    config = next(c for c in result.plan.configurations if c.label == name)
+    current = app.session.config
+    if app.session.current is None or (config.model, config.chunk_size, config.overlap) != (
+            current.model, current.chunk_size, current.overlap):
+        note = box("warn", f"“{label(name)}” runs on {label(config.model or 'no model')} with chunking "
+                           f"{config.chunk_size or 'none'}; the index here is {label(current.model or 'none')} with "
+                           f"chunking {current.chunk_size or 'none'}. Build that index (Model &amp; index tab) to "
+                           f"explore it here; the query is in the box.")
+        return (gr.Tabs(selected="search"), query, *keep[2:-4], gr.skip(), gr.skip(), note, gr.skip(), app)
+    controls = search_controls(config)
+    before, after, summary, detail, app = search_once(query, *controls[:5], app, *controls[5:])
+    return (gr.Tabs(selected="search"), query, *controls, before, after, summary, detail, app)
+
+
 def experiment(configs_yaml: str, baseline: str, state: Any = None, progress=gr.Progress(),
                        request: gr.Request = None):
     """Run an experiment: up to 12 named retrieval configurations on this session's corpus and judgments, each
     metric with a 95% interval and its Holm-adjusted p-value against the baseline; the winner exported as a
-    decision file and ready-to-run scripts. Returns (status, table, chart, downloads, state).
+    decision file and ready-to-run scripts. Returns (status, table, chart, downloads, per-query table, per-query
+    chart, state).
 
     Args:
         configs_yaml: YAML {baseline: NAME, configurations: [{name: ..., model: ..., instruction: ..., modes: [...],
@@ -313,13 +391,15 @@ def experiment(configs_yaml: str, baseline: str, state: Any = None, progress=gr.
         with app_state.running(app, request):
             result = run_experiment(session, judgments, plan, progress=report, missing="drop", n_resamples=5_000)
     except Cancelled:
-        return "Stopped.", gr.skip(), gr.skip(), gr.skip(), app
+        return "Stopped.", gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), app
     except ExplorerError as exc:
         raise fail(exc) from None
     best, margin, p = result.best("ndcg@10")
     status = (f"{len(plan.configurations)} configurations on {len(judgments)} judged queries. Best on nDCG@10: "
               f"{best}" + ("" if best == plan.baseline else f", {margin:+.4f} over {plan.baseline} (Holm p = {p:.4f})"))
-    return status, results_table(result), results_figure(result), _experiment_files(result, judgments, app), app
+    app.experiment = result
+    return (status, results_table(result), results_figure(result), _experiment_files(result, judgments, app),
+            per_query_table(result), per_query_figure(result), app)
 
 
 def _experiment_files(result: ExperimentResult, judgments, app: AppState) -> list[str]:
@@ -441,21 +521,9 @@ def reveal(n: int = 1):
     -> an event function showing ``n`` components."""
     return lambda: gr.update(visible=True) if n == 1 else (gr.update(visible=True),) * n
 
-GRADE_KEYS_JS = """() => {
-  document.addEventListener('keydown', (e) => {
-    const t = e.target;
-    if (t && (t.tagName === 'INPUT' || t.tagName === 'TEXTAREA' || t.isContentEditable)) return;
-    if (!document.querySelector('#judge-table')?.offsetParent) return;
-    const key = {'0': 'grade-0', '1': 'grade-1', '2': 'grade-2', '3': 'grade-3', 'n': 'next-unjudged'}[e.key];
-    const button = key && document.getElementById(key);
-    if (button) { e.preventDefault(); button.click(); }
-  });
-}"""
-
-
 def build_workbench_tab(page) -> None:
-    """Lay out the Workbench tab inside the caller's ``with gr.Tab(...)``; ``page`` holds ``state`` and
-    ``query`` (the Search tab's query box) and the model event options."""
+    """Lay out the Workbench tab inside the caller's ``with gr.Tab(...)``; ``page`` holds ``state``, ``tabs``, the
+    Search tab's controls and outputs (built before this tab) and the model event options."""
     state = page.state
     gr.Markdown("Judge results, keep a query set, run experiments over many configurations with intervals and "
                 "significance, calibrate thresholds and export the winner with ready-to-run code. Keys while the "
@@ -511,6 +579,11 @@ def build_workbench_tab(page) -> None:
         results = gr.Dataframe(label="Configurations: mean, 95% interval, p against the baseline (Holm-adjusted)",
                                interactive=False, visible=False)
         chart = gr.Plot(label="nDCG@10 with intervals", visible=False)
+        per_query = gr.Dataframe(label="Per query: nDCG@10 (difference from the baseline); the queries where the "
+                                       "configurations disagree most first. Select a cell: that query in Search with "
+                                       "that column's configuration", interactive=False, wrap=True, visible=False,
+                                 elem_id="per-query", max_height=420)
+        per_query_chart = gr.Plot(label="Per-query differences", visible=False)
         files = gr.File(label="experiment.json, per_query.csv, decision.yaml, scripts", file_count="multiple",
                         interactive=False, visible=False)
     with gr.Accordion("Calibrate", open=False):
@@ -556,9 +629,14 @@ def build_workbench_tab(page) -> None:
         reveal(), None, table, api_visibility="private")
     template.click(experiment_template, [state], configs, api_visibility="private")
     estimate_btn.click(estimate, [configs, baseline, state], status, api_visibility="private")
-    event = run.click(experiment, [configs, baseline, state], [status, results, chart, files, state],
+    event = run.click(experiment, [configs, baseline, state],
+                      [status, results, chart, files, per_query, per_query_chart, state],
                       api_name="experiment", **page.models)
-    event.success(reveal(3), None, [results, chart, files], api_visibility="private")
+    event.success(reveal(5), None, [results, chart, files, per_query, per_query_chart], api_visibility="private")
+    per_query.select(open_per_query, [state],
+                     [page.tabs, page.query, page.instruction_mode, page.instruction, page.k, page.reranker,
+                      page.top_n, *page.retrieval_inputs, *page.search_outputs], api_visibility="private",
+                     **page.models)
     stop.click(lambda s: app_state.get(s).cancel(), [state], None, cancels=[event], queue=False,
                api_visibility="private")
     cal_btn.click(calibrate, [reranker, target, state], [cal_status, thresholds, distribution, state],

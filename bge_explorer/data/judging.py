@@ -70,6 +70,10 @@ class JudgmentStore(ProcessLocal):
     def top_grade(self) -> int:
         return len(SCALES[self.scale]) - 1
 
+    def label(self, grade: int | None) -> str:
+        """``"2 relevant"`` on this scale; ``""`` for no judgment."""
+        return "" if grade is None else f"{grade} {SCALES[self.scale][min(grade, self.top_grade)]}"
+
     def __len__(self) -> int:
         with self._lock:
             return sum(len(j) for j in self._grades.values())

@@ -34,7 +34,9 @@ RANDOM_STATE = 42  # the same corpus and model give the same map every time
 MAX_LEGEND_DOCUMENTS = 40  # past this, documents share one trace coloured by a scale, without a legend
 HOVER_CHARS = 120
 
-ColorBy = Literal["document", "cluster"]
+ColorBy = Literal["document", "cluster", "grade"]
+GRADE_COLOURS = ("#8C564B", "#E6A532", "#5AAE61", "#1B7837")  # 0 irrelevant .. 3 perfect
+UNJUDGED_COLOUR = "#CFCFCF"
 
 
 @dataclasses.dataclass
@@ -277,10 +279,13 @@ def _palette() -> list[str]:
 def map_figure(projection: Projection, chunks: pd.DataFrame, *, color_by: ColorBy = "document",
                cluster_labels: Sequence[int] | None = None, query: str | None = None,
                query_xy: np.ndarray | None = None, retrieved: Sequence[int] = (), reranked: Sequence[int] = (),
+               grades: Sequence[int | None] | None = None, grade_names: Sequence[str] = (),
                title: str | None = None):
     """A plotly figure of the map.
 
     ``chunks``: the chunk table (doc_id, chunk, text), aligned with ``projection.coords``.
+    ``color_by="grade"``: ``grades`` has each chunk's judged grade for the query (None: unjudged) and
+    ``grade_names`` the scale's names (grade i is ``grade_names[i]``).
     ``retrieved`` / ``reranked``: chunk row positions of the retrieval top-k and the reranked top-n,
     drawn as open circles and diamonds over the points; the query is a star. All user text is escaped.
     """
@@ -289,24 +294,30 @@ def map_figure(projection: Projection, chunks: pd.DataFrame, *, color_by: ColorB
     coords = projection.coords
     hover = np.array(_hover(chunks), dtype=object)
     fig = go.Figure()
+    palette = _palette()
     if color_by == "cluster":
         labels = np.asarray(cluster_labels if cluster_labels is not None else np.zeros(len(coords)), dtype=np.int64)
-        groups = [(f"cluster {c}", labels == c) for c in np.unique(labels)]
+        groups = [(f"cluster {c}", labels == c, palette[i % len(palette)]) for i, c in enumerate(np.unique(labels))]
+    elif color_by == "grade":
+        graded = np.array([-1 if g is None else int(g) for g in (grades if grades is not None else [None] * len(coords))])
+        groups = [(f"unjudged ({int((graded < 0).sum())})", graded < 0, UNJUDGED_COLOUR)]
+        groups += [(f"{g} {name} ({int((graded == g).sum())})", graded == g, GRADE_COLOURS[g % len(GRADE_COLOURS)])
+                   for g, name in enumerate(grade_names) if (graded == g).any()]
     else:
         docs = chunks["doc_id"].astype(str).to_numpy()
         unique = list(dict.fromkeys(docs))
-        groups = [(_plain(d, 40), docs == d) for d in unique] if len(unique) <= MAX_LEGEND_DOCUMENTS else []
+        groups = ([(_plain(d, 40), docs == d, palette[i % len(palette)]) for i, d in enumerate(unique)]
+                  if len(unique) <= MAX_LEGEND_DOCUMENTS else [])
         if not groups:  # many documents: one trace, colour by document number
             codes = pd.factorize(docs)[0]
             fig.add_trace(go.Scattergl(
                 x=coords[:, 0], y=coords[:, 1], mode="markers", name=f"{len(unique)} documents",
                 marker=dict(size=6, color=codes, colorscale="Turbo", opacity=0.75),
                 text=hover, hovertemplate="%{text}<extra></extra>"))
-    palette = _palette()
-    for i, (name, mask) in enumerate(groups):
+    for name, mask, colour in groups:
         fig.add_trace(go.Scattergl(
             x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=name,
-            marker=dict(size=7, color=palette[i % len(palette)], opacity=0.75),
+            marker=dict(size=7, color=colour, opacity=0.75),
             text=hover[mask], hovertemplate="%{text}<extra></extra>"))
     for rows, label, marker in (
             (list(retrieved), "retrieved", dict(size=13, symbol="circle-open", color="#111111", line=dict(width=2))),
