@@ -67,6 +67,22 @@ def test_query_set_and_an_experiment_on_my_own_judgments(sample_corpus, tiny_enc
     for query, relevant in (("eiffel tower paris", "eiffel-tower"), ("how do bees make honey", "honey-bees")):
         app.session.judgments.grade(query, relevant, 3)
         app.session.judgments.grade(query, "bitcoin", 0)
+    # the whole set under one configuration: counts of judged documents in each top 10, nDCG@10 (pytrec_eval)
+    import pytrec_eval
+
+    summary, runs, app = wb.run_query_set(app)
+    assert "2 queries run" in summary and list(runs["query"]) == app.query_set
+    config = wb._config(app)
+    for _, row in runs.iterrows():
+        ranking = retrieve(app.session, config, [row["query"]])[0]
+        top = wb.documents(ranking)[:10]
+        judged = app.session.judgments.grades(row["query"])
+        assert row["judged"] == sum(d in judged for d in top) and row["unjudged"] == 10 - row["judged"]
+        run = {"q": {d: float(len(top) - i) for i, d in enumerate(wb.documents(ranking))}}
+        want = pytrec_eval.RelevanceEvaluator({"q": judged}, {"ndcg_cut.10"}).evaluate(run)["q"]["ndcg_cut_10"]
+        assert row["ndcg@10"] == pytest.approx(want, abs=1e-4)
+    assert wb.query_of_row(app, gr.SelectData(None, {"index": [1, 0], "value": "", "selected": True})) == \
+        "how do bees make honey"
     template = yaml.safe_load(wb.experiment_template(app))
     assert [c["name"] for c in template["configurations"]] == ["dense, no instruction", "dense, model's instruction",
                                                                "BM25", "dense + BM25 (RRF)"]

@@ -33,6 +33,7 @@ from bge_explorer.errors import Cancelled, ConfigError, ExplorerError
 from bge_explorer.evaluation.calibration import best_f1, judged_pairs, threshold_for_precision
 from bge_explorer.evaluation.decision import TARGETS, decision, render_code
 from bge_explorer.evaluation.experiment import ExperimentPlan, ExperimentResult, run_experiment
+from bge_explorer.evaluation.metrics import score_rankings
 from bge_explorer.evaluation.pairwise import compare_configurations, documents
 from bge_explorer.exports import write_csv
 from bge_explorer.models.catalog import RERANKERS
@@ -197,6 +198,53 @@ def judged_queries(state: Any = None):
         raise fail(ExplorerError("No judged queries yet."))
     app.query_set = queries
     return box("info", f"{len(queries)} judged queries."), gr.update(choices=queries, value=queries[0]), app
+
+
+QUERY_SET_BATCH = 16  # queries retrieved per step of a query-set run (the progress bar moves per step)
+
+
+def run_query_set(state: Any = None, progress=gr.Progress(), request: gr.Request = None):
+    """Run the last search's configuration (else how the index was built) over the whole query set: per query its
+    top document and how many of its top 10 documents are judged, relevant and unjudged, with nDCG@10 where it
+    has judgments. Select a row to judge that query. -> (summary, table, state)."""
+    app = app_state.get(state)
+    try:
+        if not app.query_set:
+            raise ExplorerError("Set a query set first (paste queries or upload a file above).")
+        config = _config(app)
+        queries = list(app.query_set)
+        rankings = []
+        with app_state.running(app, request):
+            for start in range(0, len(queries), QUERY_SET_BATCH):
+                app.check_cancelled()
+                progress(start / len(queries), desc=f"queries {start}/{len(queries)}")
+                rankings += retrieve(app.session, config, queries[start:start + QUERY_SET_BATCH],
+                                     state=app.session.current)
+    except Cancelled:
+        return "Stopped.", gr.skip(), app
+    except ExplorerError as exc:
+        raise fail(exc) from None
+    store = app.session.judgments
+    rows = []
+    for query, ranking in zip(queries, rankings):
+        docs = documents(ranking)[:JUDGED_K]
+        c = store.counts(query, docs)
+        judged = store.grades(query)
+        ndcg = score_rankings([documents(ranking)], [judged], [10])["ndcg@10"].iloc[0] if judged else None
+        rows.append({"query": cell(query), "top document": cell(docs[0]) if docs else "", "judged": c.judged,
+                     "relevant": c.relevant, "unjudged": c.holes,
+                     "ndcg@10": round(float(ndcg), 4) if ndcg is not None else None})
+    table = pd.DataFrame(rows)
+    holes = int(table["unjudged"].sum())
+    return (box("info", f"{len(queries)} queries run with <code>{esc(config.id)}</code>: {holes} unjudged documents "
+                        f"in their top {JUDGED_K}s. Select a row to judge that query."), table, app)
+
+
+def query_of_row(state: Any, evt: gr.SelectData) -> str:
+    """The query of the row selected in the query-set run's table."""
+    app = app_state.get(state)
+    row = evt.index[0] if evt is not None and isinstance(evt.index, (list, tuple)) else None
+    return app.query_set[int(row)] if row is not None and 0 <= int(row) < len(app.query_set) else gr.skip()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -565,6 +613,12 @@ def build_workbench_tab(page) -> None:
             judged_btn = gr.Button("Use the judged queries")
         set_status = gr.HTML()
         picker = gr.Dropdown([], label="Browse the query set (opens in Judge)", allow_custom_value=False)
+        with gr.Row():
+            run_set = gr.Button("Run the last search's configuration over the set")
+            stop_set = gr.Button("Stop", size="sm")
+        set_runs = gr.Dataframe(label="Per query: top document, judged / relevant / unjudged in the top 10, nDCG@10 "
+                                      "where judged (select a row to judge it)", interactive=False, wrap=True,
+                                visible=False, elem_id="query-set-run", max_height=420)
     with gr.Accordion("Experiment", open=False):
         configs = gr.Code(experiment_template(None), language="yaml", label="Configurations (YAML; a list value "
                           "on a field is a sweep; at most 12)", lines=14)
@@ -624,6 +678,14 @@ def build_workbench_tab(page) -> None:
         reveal(), None, exported, api_visibility="private")
     set_btn.click(set_query_set, [pasted, query_file, state], [set_status, picker, state], api_name="query_set")
     judged_btn.click(judged_queries, [state], [set_status, picker, state], api_visibility="private")
+    set_event = run_set.click(run_query_set, [state], [set_status, set_runs, state], api_name="run_query_set",
+                              **page.models)
+    set_event.success(reveal(), None, set_runs, api_visibility="private")
+    stop_set.click(lambda s: app_state.get(s).cancel(), [state], None, cancels=[set_event], queue=False,
+                   api_visibility="private")
+    set_runs.select(query_of_row, [state], query, api_visibility="private").then(
+        judge_query, [query, state], judged, api_visibility="private", **page.models).success(
+        reveal(), None, table, api_visibility="private")
     picker.input(lambda q: q, picker, query, api_visibility="private").then(
         judge_query, [query, state], judged, api_visibility="private", **page.models).success(
         reveal(), None, table, api_visibility="private")
