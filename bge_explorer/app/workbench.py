@@ -639,7 +639,7 @@ def build_workbench_tab(page) -> None:
                                  elem_id="per-query", max_height=420)
         per_query_chart = gr.Plot(label="Per-query differences", visible=False)
         files = gr.File(label="experiment.json, per_query.csv, decision.yaml, scripts", file_count="multiple",
-                        interactive=False, visible=False)
+                        interactive=False, visible=False, elem_id="experiment-files")
     with gr.Accordion("Calibrate", open=False):
         with gr.Row():
             reranker = gr.Dropdown([NO_RERANKER] + RERANKERS, value=NO_RERANKER, label="Reranker",
