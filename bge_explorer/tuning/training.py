@@ -194,11 +194,12 @@ class Training:
 
     def estimate(self) -> float:
         """Seconds the training should take: :attr:`steps` x the seconds of one forward and backward pass over a
-        real batch (the second of two, the first pays one-time costs). The weights do not change."""
+        real batch (the first ``batch_size`` lines; the second of two passes, the first pays one-time costs). The
+        weights do not change."""
         from transformers import set_seed
 
         model, data = self.runner.model, self.runner.train_dataset
-        batch = self.runner.data_collator([data[i % len(data)] for i in range(self.options.batch_size)])
+        batch = self.runner.data_collator([data[i] for i in range(min(self.options.batch_size, len(data)))])
         model.to(self.runner.training_args.device)
         batch = {k: v.to(model.model.device) if hasattr(v, "to") else v for k, v in batch.items()}
         model.train()
