@@ -24,6 +24,7 @@ from bge_explorer.tuning.dataset import InstructionPolicy, TrainingFile, file_sh
 from bge_explorer.tuning.mining import NegativeSampling, document_texts, jaccard, mine
 from bge_explorer.tuning.split import HeldOutSplit, given_split, split_queries
 from bge_explorer.tuning.training import Training, TrainingOptions
+from bge_explorer.tuning.tune import fine_tune
 from conftest import SAMPLE_QUESTIONS, random_corpus
 from test_evaluation import write_beir
 
@@ -224,6 +225,41 @@ def test_cancel_stops_training_after_the_step_and_saves_nothing(tmp_path, tiny_e
     with pytest.raises(ConfigError) as info:
         TrainingOptions(batch_size=0)
     assert info.value.field == "batch_size"
+
+
+def test_the_same_seed_trains_the_same_weights(tmp_path, tiny_encoder):
+    data = learnable_file(tmp_path / "train.jsonl")
+    options = TrainingOptions(group_size=4, max_steps=3, learning_rate=1e-3, seed=7)
+    first, second = (Training(data, tiny_encoder, "cls", tmp_path / name, options) for name in ("a", "b"))
+    first.estimate()  # the measurement must not move the weights or the random streams
+    first.run(), second.run()
+    assert file_sha256(tmp_path / "a" / "model.safetensors") == file_sha256(tmp_path / "b" / "model.safetensors")
+
+
+def test_fine_tune_from_a_sessions_judgments_with_a_reranker(tmp_path, sample_corpus, tiny_encoder, tiny_reranker):
+    session = Session()
+    session.load_corpus([sample_corpus])
+    for question, doc in SAMPLE_QUESTIONS.items():
+        session.judgments.grade(question, doc, 2)
+    config = RetrievalConfig(model=tiny_encoder, chunk_size=None, precision="fp32")
+    split = split_queries(session.judgments, 0.3, seed=1)
+    seen, estimates = [], []
+    result = fine_tune(session, session.judgments, split, config, tmp_path / "tuned",
+                       sampling=NegativeSampling(0, 20, 3), options=TrainingOptions(epochs=1, batch_size=4, group_size=4),
+                       reranker=tiny_reranker, n_resamples=200, progress=lambda *step: seen.append(step),
+                       on_estimate=lambda seconds, steps: estimates.append((seconds, steps)))
+    assert [s[:2] for s in seen if s[2] is None][-1] == (7, 7)  # mining: 7 training queries
+    assert [s[0] for s in seen if s[2] is not None] == [1, 2] and estimates[0][1] == result.training.steps == 2
+    assert [c.label for c in result.comparison.plan.configurations] == ["base", "tuned", "base + reranker",
+                                                                         "tuned + reranker"]
+    assert result.comparison.results["tuned"].query_ids == list(split.held_out)
+    held_texts = {session.judgments.to_judgments().queries[q] for q in split.held_out}
+    assert not held_texts & {q.query for q in result.mined.queries}
+    assert result.card.split == split.to_dict() and result.mined.reranker == tiny_reranker
+    assert Session().embedder_for(result.config).identity == result.config.revision
+    with pytest.raises(Cancelled):
+        fine_tune(session, session.judgments, split, config, tmp_path / "stopped", cancel=lambda: True)
+    assert not (tmp_path / "stopped").exists()
 
 
 def beir_with_splits(folder, sample_corpus):

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from bge_explorer.data.judging import JudgmentStore
 from bge_explorer.data.qrels import Judgments
 from bge_explorer.errors import ConfigError, ExplorerError
 
@@ -56,10 +57,13 @@ class HeldOutSplit:
             raise ConfigError("split", f"needs train, held_out and method ({exc})") from None
 
 
-def split_queries(judgments: Judgments, fraction: float = DEFAULT_FRACTION, seed: int = DEFAULT_SEED
-                  ) -> HeldOutSplit:
+def split_queries(judgments: Judgments | JudgmentStore, fraction: float = DEFAULT_FRACTION,
+                  seed: int = DEFAULT_SEED) -> HeldOutSplit:
     """Hold out ``round(fraction * n)`` of the n judged queries (at least one, leaving at least one to train on),
-    chosen by a seeded permutation; both sides keep the judgments' query order."""
+    chosen by a seeded permutation; both sides keep the judgments' query order. A JudgmentStore is read with
+    ``to_judgments()`` (ids ``q1, q2, ...``; queries without a relevant grade left out)."""
+    if isinstance(judgments, JudgmentStore):
+        judgments = judgments.to_judgments()
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
         raise ConfigError("holdout_fraction", f"must be a number between 0 and 1 (exclusive), not {fraction!r}")
     ids = list(judgments.queries)

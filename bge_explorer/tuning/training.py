@@ -13,7 +13,7 @@ Two things are ours, both thin: LoRA (FlagEmbedding's encoder-only runner has no
 the encoder with ``peft`` and merges the adapters back before saving, so the saved directory is a plain model
 FlagModel loads), and a ``TrainerCallback`` that reports ``progress(step, steps, loss)`` and stops the Trainer
 (``control.should_training_stop``) when ``cancel()`` says so. The time estimate runs two forward/backward
-passes of the model on one real batch (no optimizer step, gradients cleared, seeds reset afterwards) and
+passes of the model on one real batch (no optimizer step, gradients cleared; ``run`` reseeds) and
 multiplies the second one's seconds by the number of steps.
 """
 from __future__ import annotations
@@ -195,9 +195,7 @@ class Training:
     def estimate(self) -> float:
         """Seconds the training should take: :attr:`steps` x the seconds of one forward and backward pass over a
         real batch (the first ``batch_size`` lines; the second of two passes, the first pays one-time costs). The
-        weights do not change."""
-        from transformers import set_seed
-
+        weights do not change, and :meth:`run` reseeds the random streams the passes drew from."""
         model, data = self.runner.model, self.runner.train_dataset
         batch = self.runner.data_collator([data[i] for i in range(min(self.options.batch_size, len(data)))])
         model.to(self.runner.training_args.device)
@@ -209,14 +207,16 @@ class Training:
             model(**batch).loss.backward()
             seconds.append(time.perf_counter() - start)
             model.zero_grad(set_to_none=True)
-        set_seed(self.options.seed)  # the measurement drew from the RNGs the Trainer is about to use
         return seconds[-1] * self.steps
 
     def run(self, progress: LossProgress | None = None, cancel: CancelCheck | None = None) -> TrainingRun:
         """Train, then save the model (LoRA merged) and tokenizer in ``out_dir``. ``progress(step, steps, loss)``
         after every step; ``cancel()`` True stops after the current step and raises Cancelled (nothing saved)."""
+        from transformers import set_seed
+
         report = _callback(progress, cancel)
         trainer = self.runner.trainer
+        set_seed(self.options.seed)  # the same seed trains the same weights, whatever ran in between
         trainer.add_callback(report)
         start = time.perf_counter()
         try:

@@ -13,8 +13,9 @@ import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+from bge_explorer.data.judging import JudgmentStore
 from bge_explorer.data.qrels import Judgments
-from bge_explorer.errors import ConfigError
+from bge_explorer.errors import ConfigError, ExplorerError
 from bge_explorer.evaluation.experiment import ExperimentResult
 from bge_explorer.evaluation.significance import N_RESAMPLES
 from bge_explorer.retrieval.config import RetrievalConfig
@@ -67,7 +68,8 @@ def base_model_of(session, config: RetrievalConfig) -> tuple[str, dict[str, Any]
     return path, base, instruction
 
 
-def fine_tune(session, judgments: Judgments, split: HeldOutSplit, config: RetrievalConfig, out_dir: str | Path, *,
+def fine_tune(session, judgments: Judgments | JudgmentStore, split: HeldOutSplit, config: RetrievalConfig | None,
+              out_dir: str | Path, *,
               mining_config: RetrievalConfig | None = None, sampling: NegativeSampling = NegativeSampling(),
               options: TrainingOptions = TrainingOptions(), relevance: int = 1, reranker: str | None = None,
               filter_above: float | None = None, compare: bool = True, n_resamples: int = N_RESAMPLES,
@@ -77,7 +79,14 @@ def fine_tune(session, judgments: Judgments, split: HeldOutSplit, config: Retrie
 
     Negatives are mined with ``mining_config`` (default ``config``: the index being searched); the held-out
     comparison evaluates ``config`` with the base and the tuned model (and ``reranker`` on top when given).
-    ``out_dir`` must be new or empty. Raises ConfigError naming the field at fault, Cancelled when stopped."""
+    ``judgments``: Judgments, or a session's JudgmentStore (read with ``to_judgments()``: ids ``q1, q2, ...`` in
+    order of first judgment, the ids :func:`~bge_explorer.tuning.split.split_queries` saw if nothing was judged
+    since). ``config`` None (no index built yet) is refused. ``out_dir`` must be new or empty. Raises ConfigError
+    naming the field at fault, Cancelled when stopped."""
+    if config is None:
+        raise ExplorerError("Build the index first: its configuration mines the negatives and names the model.")
+    if isinstance(judgments, JudgmentStore):
+        judgments = judgments.to_judgments()
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ConfigError("out", f"{out_dir} is not empty; give a new or empty folder for the tuned model")
