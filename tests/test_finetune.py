@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from bge_explorer.cli.commands import main
 from bge_explorer.data.corpus import Corpus
 from bge_explorer.data.qrels import Judgments, combine
 from bge_explorer.errors import Cancelled, ConfigError
@@ -83,6 +84,15 @@ def test_mining_takes_the_window_of_the_pipelines_ranking_without_positives_or_h
         assert q.negatives == sorted(q.negatives, key=full.negatives.index)  # kept in rank order
     assert [q.negatives for q in few.queries] == [q.negatives for q in again.queries]
     assert [q.negatives for q in few.queries] != [q.negatives for q in other.queries]
+
+    bm25 = mine(session, judgments, split, RetrievalConfig(model=None, modes=("bm25",), chunk_size=None),
+                sampling=NegativeSampling(0, 40, 100))  # no model: BM25's ranking (matching documents) gives them
+    for q in bm25.queries:
+        assert q.negatives and not set(q.negatives) & (set(q.positives) | held_docs)
+        assert [q.ranks[d] for d in q.negatives] == sorted(q.ranks[d] for d in q.negatives)  # BM25's order
+    with pytest.raises(ConfigError) as info:
+        mine(session, judgments, split, config, relevance=0)
+    assert info.value.field == "relevance"
 
 
 def test_the_reranker_filter_drops_above_the_threshold_and_flags_look_alikes(ranked, tiny_reranker):
@@ -296,11 +306,12 @@ def test_the_cli_tunes_saves_a_card_and_compares_on_the_held_out_split(tmp_path,
     assert embedder.identity == card.config(out).revision and (out / CARD_FILE).is_file()
 
 
-def test_the_cli_names_the_flag_at_fault(tmp_path, sample_corpus, tiny_encoder):
+def test_the_cli_names_the_flag_at_fault(tmp_path, sample_corpus, tiny_encoder, capsys):
     folder = beir_with_splits(tmp_path / "beir", sample_corpus)
-    base = [sys.executable, "-m", "bge_explorer", "finetune", "--beir", str(folder), "--model", tiny_encoder,
-            "--out", str(tmp_path / "o")]
+    base = ["finetune", "--beir", str(folder), "--model", tiny_encoder, "--out", str(tmp_path / "o")]
     for extra, flag in ((["--negatives", "10:7"], "--negatives"), (["--holdout-fraction", "1.5"], "--holdout-fraction"),
-                        (["--batch-size", "0"], "--batch-size"), (["--holdout-split", "nope"], "nope")):
-        result = subprocess.run(base + extra, capture_output=True, text=True)
-        assert result.returncode == 2 and flag in result.stderr, result.stderr[-2000:]
+                        (["--batch-size", "0"], "--batch-size"), (["--holdout-split", "nope"], "nope"),
+                        (["--mine-mode", "nope"], "--mine-mode"), (["--relevance", "0"], "--relevance")):
+        assert main(base + extra) == 2
+        assert flag in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()

@@ -82,7 +82,7 @@ def add_finetune_command(commands) -> None:
 
 def _flag(error: ConfigError) -> ExplorerError:
     """A ConfigError of the engine as the option that set the field."""
-    names = {"holdout_fraction": "--holdout-fraction", "model": "--model", "out": "--out", "split": "--split"}
+    names = {"modes": "--mine-mode", "filter_above": "--filter-above"}
     option = names.get(error.field, f"--{error.field.replace('_', '-')}")
     return ExplorerError(f"{option}: {error.reason}")
 

@@ -165,9 +165,13 @@ def mine(session, judgments: Judgments, split: HeldOutSplit, config: RetrievalCo
     ``filter_above`` (a sigmoid in (0, 1)) drops, likely false negatives. ``progress(done, total)`` counts
     queries; ``cancel()`` returning True stops the mining between batches (raises Cancelled).
 
-    Raises ExplorerError without a corpus, ConfigError for a bad threshold or a filter without a reranker."""
+    Raises ExplorerError without a corpus, ConfigError for a relevance below 1, a bad threshold or a filter without
+    a reranker."""
     if session.corpus is None:
         raise ExplorerError("Load a corpus first (the documents to mine negatives from).")
+    if isinstance(relevance, bool) or not isinstance(relevance, int) or relevance < 1:
+        raise ConfigError("relevance", f"the lowest grade of a positive is a whole number of at least 1, not "
+                                       f"{relevance!r}")
     if filter_above is not None and not (reranker and 0 < filter_above < 1):
         raise ConfigError("filter_above", "needs a reranker and a sigmoid threshold between 0 and 1")
     judgments = judgments.check_corpus(session.corpus.documents["doc_id"].astype(str))
