@@ -145,7 +145,7 @@ def _runner_class():
 
 @dataclasses.dataclass
 class TrainingRun:
-    """What a finished training did: steps, seconds, the logged losses ``(step, loss)``, whether it was stopped."""
+    """What a finished training did: optimizer steps, seconds, the logged losses ``(step, loss)``, the device."""
 
     steps: int
     seconds: float
@@ -157,13 +157,15 @@ class Training:
     """One prepared training (model, data and Trainer loaded): :attr:`steps`, :meth:`estimate` and :meth:`run`.
 
     ``base``: the base model's directory; ``pooling``: ``cls`` or ``mean``, as the base model pools;
-    ``out_dir``: where the tuned model is saved (must not hold a model already)."""
+    ``out_dir``: where the tuned model is saved (must not hold a model already); ``device``: ``cpu`` (fp32) or
+    ``cuda:N`` (fp16)."""
 
     def __init__(self, data: TrainingFile, base: str, pooling: str, out_dir: str | Path,
                  options: TrainingOptions = TrainingOptions(), *, device: str = "cpu") -> None:
         from FlagEmbedding.finetune.embedder.encoder_only.base import (EncoderOnlyEmbedderDataArguments,
                                                                        EncoderOnlyEmbedderModelArguments,
                                                                        EncoderOnlyEmbedderTrainingArguments)
+        from transformers.trainer_callback import PrinterCallback
 
         self.options, self.device, self.out_dir = options, device, Path(out_dir)
         if (self.out_dir / "config.json").exists():
@@ -186,8 +188,6 @@ class Training:
             self.runner = _runner_class()(model_args, data_args, training_args, options if options.lora else None)
         except (OSError, ValueError) as exc:
             raise ExplorerError(f"FlagEmbedding could not prepare the training: {exc}".splitlines()[0][:500]) from exc
-        from transformers.trainer_callback import PrinterCallback
-
         self.runner.trainer.remove_callback(PrinterCallback)  # it prints every log to stdout; we report instead
         self.examples = len(self.runner.train_dataset)
         self.steps = options.steps(self.examples)
