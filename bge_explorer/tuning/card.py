@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from bge_explorer.errors import ConfigError
+from bge_explorer.models.catalog import TUNED_CARD
 from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.tuning.dataset import INSTRUCTION_FORMAT, file_sha256
 
-CARD_FILE = "bge_explorer_tuning.json"
+CARD_FILE = TUNED_CARD  # read by the model catalog too: a tuned directory loads with its pooling and instruction
 WEIGHTS_FILE = "model.safetensors"
 DATA_FILE = "train.jsonl"
 
