@@ -390,7 +390,7 @@ def search_controls(config: RetrievalConfig) -> tuple:
         mode, weights = config.modes[0], hybrid.default_weights()
     else:
         mode = "hybrid"
-        named = config.weights_dict
+        named = config.weight_map
         weights = {m: (named.get(m, 1.0) if m in config.modes or HYBRID in config.modes else 0.0)
                    for m in registry.names()}
     instruction_mode = "model default" if config.instruction is None else "custom"
