@@ -162,3 +162,40 @@ def test_an_experiment_on_a_connected_index_equals_the_in_memory_one(shards_dir,
     connection.index.close()
 
 
+
+
+def test_cli_experiment_index_on_qdrant_matches_in_memory(shards_dir, tmp_path, capsys, tiny_encoder, tiny_reranker):
+    """``experiment-index`` with BEIR-layout judgments on a Qdrant folder: the JSON's nDCG@10 of each configuration
+    is the in-memory evaluation's; bad judgments options are named."""
+    import yaml
+
+    from bge_explorer.evaluation.evaluate import evaluate
+
+    folder, session, ids = shards_dir
+    store = str(tmp_path / "q")
+    load_shards(folder, "qdrant", uri=store, collection="c").close()
+    judgments = connected_judgments(session, n=6, seed=9)
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n"
+                                                for q, t in judgments.queries.items()))
+    (beir / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+        f"{q}\t{d}\t{g}\n" for q, docs in judgments.qrels.items() for d, g in docs.items()))
+    configs = tmp_path / "configs.yaml"
+    configs.write_text(yaml.safe_dump({"configurations": [
+        {"name": "plain", "instruction": ""}, {"name": "reranked", "instruction": "", "reranker": tiny_reranker,
+                                               "top_n": 5}], "baseline": "plain"}))
+    out = tmp_path / "e.json"
+    assert main(["experiment-index", "--index", "qdrant", "--uri", store, "--collection", "c", "--precision", "fp32",
+                 "--beir", str(beir), "--configs", str(configs), "--resamples", "200", "--json", str(out)]) == 0
+    printed = capsys.readouterr()
+    assert "best on ndcg@10" in printed.out and "embedded with" in printed.err
+    got = {c["name"]: c["metrics"]["ndcg@10"]["mean"] for c in json.loads(out.read_text())["configurations"]}
+    base = RetrievalConfig(model=tiny_encoder, chunk_size=16, overlap=4, precision="fp32", instruction="")
+    want = {"plain": evaluate(session, judgments, base).final["ndcg@10"].mean(),
+            "reranked": evaluate(session, judgments, base.with_(reranker=tiny_reranker, top_n=5)
+                                 ).final["ndcg@10"].mean()}
+    assert got == pytest.approx(want, abs=1e-9)
+    assert main(["experiment-index", "--index", "qdrant", "--uri", store, "--collection", "c",
+                 "--configs", str(configs)]) == 2
+    assert "--beir DIR_OR_ZIP or as --qrels" in capsys.readouterr().err

@@ -1,13 +1,16 @@
-"""``embed --engine ray`` (Parquet shards from a Ray cluster), ``load-index`` (shards into Milvus/Qdrant) and
-``connect`` (search an existing index, reranked like any search)."""
+"""``embed --engine ray`` (Parquet shards from a Ray cluster), ``load-index`` (shards into Milvus/Qdrant),
+``connect`` (search an existing index, reranked like any search) and ``experiment-index`` (configurations
+evaluated on an existing index against judgments)."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 
 import pandas as pd
 
 from bge_explorer.cli.options import config_from_args, resolve_default_model
+from bge_explorer.errors import ExplorerError
 from bge_explorer.models.devices import PRECISIONS
 
 
@@ -49,13 +52,9 @@ def cmd_load_index(args: argparse.Namespace) -> None:
 
 
 def cmd_connect(args: argparse.Namespace) -> None:
-    from bge_explorer.scale.connect import connect, search
+    from bge_explorer.scale.connect import search
 
-    connection = connect(args.index, uri=args.uri, collection=args.collection, path=args.path, model=args.model,
-                         confirm_model=args.confirm_model, precision=args.precision or "auto")
-    print(connection.describe(), file=sys.stderr)
-    for note in connection.notes:
-        print(f"note: {note}", file=sys.stderr)
+    connection = _connect(args)
     ranking = search(connection, args.query, k=args.k, instruction=args.instruction)
     columns = ["rank", "score", "doc_id", "chunk", "text"]
     if args.reranker:
@@ -79,8 +78,74 @@ def cmd_connect(args: argparse.Namespace) -> None:
     connection.index.close()
 
 
+def _connect(args: argparse.Namespace):
+    from bge_explorer.scale.connect import connect
+
+    connection = connect(args.index, uri=args.uri, collection=args.collection, path=args.path, model=args.model,
+                         confirm_model=args.confirm_model, precision=args.precision or "auto")
+    print(connection.describe(), file=sys.stderr)
+    for note in connection.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return connection
+
+
+def _judgments(args: argparse.Namespace):
+    """--beir (its queries and qrels; the corpus is the store) or --qrels [--queries]."""
+    from bge_explorer.data.qrels import load_beir, load_judgments
+
+    if bool(args.beir) == bool(args.qrels):
+        raise ExplorerError("give the judgments as --beir DIR_OR_ZIP or as --qrels FILE (and --queries for a BEIR "
+                            "qrels TSV)")
+    judgments = (load_beir(args.beir, args.split, need_corpus=False).judgments if args.beir else
+                 load_judgments(args.qrels, args.queries))
+    for note in judgments.notes:
+        print(f"note: {note}", file=sys.stderr)
+    return judgments
+
+
+def cmd_experiment_index(args: argparse.Namespace) -> None:
+    from bge_explorer.cli.evaluate import stage_progress
+    from bge_explorer.cli.experiment import format_experiment
+    from bge_explorer.evaluation.experiment import ExperimentPlan
+    from bge_explorer.retrieval.config import RetrievalConfig
+    from bge_explorer.scale.experiment import run_connected_experiment
+
+    judgments = _judgments(args)
+    connection = _connect(args)
+    try:
+        base = RetrievalConfig(model=connection.embedder.spec.name, chunk_size=None,
+                               precision=args.precision or "auto")
+        plan = ExperimentPlan.load(args.configs, base=base)
+        if args.baseline:
+            plan.baseline = args.baseline
+        plan.checked()
+        result = run_connected_experiment(connection, judgments, plan, progress=stage_progress(),
+                                          n_resamples=args.resamples)
+    finally:
+        connection.index.close()
+    print(format_experiment(result))
+    for note in dict.fromkeys(n for r in result.results.values() for n in r.notes if n not in judgments.notes):
+        print(f"note: {note}", file=sys.stderr)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result.to_dict(), f, indent=1, ensure_ascii=False)
+        print(f"wrote {args.json}", file=sys.stderr)
+    if args.csv:
+        result.per_query().to_csv(args.csv, index=False)
+        print(f"wrote {args.csv}", file=sys.stderr)
+
+
+def _connect_options(parser: argparse.ArgumentParser) -> None:
+    _store_options(parser, ["milvus", "qdrant", "parquet"])
+    parser.add_argument("--path", metavar="DIR", help="the folder of Parquet shards (--index parquet)")
+    parser.add_argument("--model", help="model to query with (default: the one stored with the index)")
+    parser.add_argument("--confirm-model", action="store_true",
+                        help="use --model for a store that has no model identity metadata")
+    parser.add_argument("--precision", choices=PRECISIONS)
+
+
 def add_scale_commands(commands) -> None:
-    """``load-index`` and ``connect`` subcommands."""
+    """``load-index``, ``connect`` and ``experiment-index`` subcommands."""
     load = commands.add_parser("load-index", help="copy Parquet shards (embed --engine ray) into a new Milvus or "
                                                   "Qdrant collection")
     load.add_argument("--shards", required=True, metavar="DIR")
@@ -89,12 +154,7 @@ def add_scale_commands(commands) -> None:
 
     conn = commands.add_parser("connect", help="search an existing index (Milvus, Qdrant or Parquet shards), "
                                                "read-only")
-    _store_options(conn, ["milvus", "qdrant", "parquet"])
-    conn.add_argument("--path", metavar="DIR", help="the folder of Parquet shards (--index parquet)")
-    conn.add_argument("--model", help="model to query with (default: the one stored with the index)")
-    conn.add_argument("--confirm-model", action="store_true",
-                      help="use --model for a store that has no model identity metadata")
-    conn.add_argument("--precision", choices=PRECISIONS)
+    _connect_options(conn)
     conn.add_argument("--instruction", help="query instruction (default: the one stored with the index)")
     conn.add_argument("--reranker", help="cross-encoder to rerank the top n with")
     conn.add_argument("--top-n", type=int, default=20)
@@ -102,3 +162,25 @@ def add_scale_commands(commands) -> None:
     conn.add_argument("--format", choices=["table", "json"], default="table")
     conn.add_argument("query")
     conn.set_defaults(run=cmd_connect)
+
+    ex = commands.add_parser(
+        "experiment-index", help="configurations (instruction, reranker and depth, BM25 fusion) evaluated on an "
+                                 "existing index against judgments, with intervals and Holm-adjusted tests",
+        description="Evaluate the configurations of a YAML/JSON file on a connected Milvus/Qdrant collection or "
+                    "Parquet shards, read-only: each query fetches its candidates from the store, then the same "
+                    "fusion, reranking and metrics as the in-memory experiment. Configurations share the store's "
+                    "embedding model (the default of every configuration).")
+    _connect_options(ex)
+    ex.add_argument("--beir", metavar="DIR_OR_ZIP", help="judgments: queries.jsonl and qrels/<split>.tsv of a BEIR "
+                                                         "dataset (its corpus is not read: the store is the corpus)")
+    ex.add_argument("--split", default="test", help="qrels split of --beir (default test)")
+    ex.add_argument("--qrels", metavar="FILE", help="judgments: a BEIR qrels TSV (with --queries) or a CSV of "
+                                                    "query,relevant_doc_id[,score]")
+    ex.add_argument("--queries", metavar="FILE", help="BEIR queries.jsonl for --qrels")
+    ex.add_argument("--configs", required=True, metavar="FILE",
+                    help="YAML or JSON: {configurations: [{name: ..., <fields>}, ...], baseline: NAME}")
+    ex.add_argument("--baseline", metavar="NAME", help="the configuration the others are tested against")
+    ex.add_argument("--resamples", type=int, default=10_000, help="random sign flips and bootstrap samples")
+    ex.add_argument("--json", metavar="FILE", help="write the experiment as JSON")
+    ex.add_argument("--csv", metavar="FILE", help="write the per-query metrics of every configuration as CSV")
+    ex.set_defaults(run=cmd_experiment_index)
