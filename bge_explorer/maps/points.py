@@ -27,11 +27,12 @@ OTHER_COLOUR = "#CFCFCF"
 
 
 def plain(text: object, limit: int | None = None) -> str:
-    """User text for plotly: whitespace folded, shortened to ``limit`` characters, HTML-escaped."""
+    """User text for plotly: whitespace folded, shortened to ``limit`` characters, HTML-escaped (``"`` as a
+    numeric entity, which plotly decodes; it knows no ``&quot;``)."""
     text = " ".join(str(text).split())
     if limit is not None and len(text) > limit:
         text = text[:limit - 1] + "…"
-    return html.escape(text, quote=True)
+    return html.escape(text, quote=True).replace("&quot;", "&#34;")
 
 
 def encode_array(values: np.ndarray, dtype: str) -> dict:
