@@ -182,6 +182,31 @@ def test_hover_click_lasso_box_colour_and_labels(page):
     assert "0:" in legend
     after = page.evaluate(f"() => document.querySelector('{PLOT}').data[0].marker.color.slice(0, 50)")
     assert before != after
+
+    # find in the map: the chunks holding the words are marked
+    page.locator("#map-find textarea, #map-find input").first.fill("honey")
+    page.locator("#map-find textarea, #map-find input").first.press("Enter")
+    page.locator("#map-status").get_by_text("chunk(s) match").wait_for(timeout=30_000)
+    marked = page.evaluate(f"() => document.querySelector('{PLOT}').data.filter((t) => t.name.startsWith('matches'))"
+                           ".map((t) => t.text.length)")
+    texts = page.evaluate(f"() => document.querySelector('{PLOT}').data[0].text")
+    assert marked == [sum("honey" in t.split("<br>", 1)[1].lower() for t in texts)] and marked[0] > 0
+
+    # zoomed in, the fine cluster labels show
+    coarse = page.evaluate(f"() => document.querySelector('{PLOT}').layout.annotations.map((a) => a.text)")
+    page.evaluate(f"""() => {{ const gd = document.querySelector('{PLOT}'), x = gd.layout.xaxis.range,
+        y = gd.layout.yaxis.range, mx = (x[0] + x[1]) / 2, my = (y[0] + y[1]) / 2, dx = (x[1] - x[0]) / 3,
+        dy = (y[1] - y[0]) / 3;
+        return Plotly.relayout(gd, {{'xaxis.range': [mx - dx / 2, mx + dx / 2], 'yaxis.range': [my - dy / 2, my + dy / 2]}}); }}""")
+    page.wait_for_timeout(300)
+    fine = page.evaluate(f"() => document.querySelector('{PLOT}').layout.annotations.map((a) => a.text)")
+    assert fine != coarse
+
+    # find similar: the clicked chunk becomes the query; the map redraws around it
+    page.locator("#map-similar-btn").click()
+    page.wait_for_function(f"() => document.querySelector('{PLOT}').data.some((t) => t.name === 'query' && "
+                           f"t.text[0] !== 'query: eiffel tower paris')", timeout=120_000)
+    assert page.locator("#query textarea").input_value().startswith(texts[i].split("<br>", 1)[1][:30])
     assert page.dialogs == [] and not [e for e in page.console_errors if "BxMap" in e or "plotly" in e.lower()]
 
 

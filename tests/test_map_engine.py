@@ -67,8 +67,11 @@ def test_payload_arrays_round_trip_as_little_endian_binary():
     colour = payload["colour"]
     assert colour["names"] == ["a", "&lt;b&gt;x&lt;/b&gt;"] and points.decode_array(colour["codes"]).tolist() == [0, 1, 0]
     json.dumps(payload)  # plain JSON
-    # 8 bytes of coordinates, 1 of document, 4 of chunk number, 1 of colour code: 14 bytes, 4/3 in base64
-    assert points.bytes_per_point(payload) > 14
+    # 8 bytes of coordinates, 1 of document, 1 of chunk number, 1 of colour code: 11 bytes, 4/3 in base64 (12 of
+    # 3 points: 44 characters), plus the hover text's JSON
+    assert payload["chunk"]["dtype"] == "uint8"
+    text = len(json.dumps(payload["text"], ensure_ascii=False).encode())
+    assert points.bytes_per_point(payload) == (2 * 16 + 3 * 4 + text) / 3
 
 
 def test_codes_widen_past_256_categories_and_values_keep_nan():

@@ -103,9 +103,10 @@ def point_payload(coords: np.ndarray, chunks: pd.DataFrame, colouring: Colouring
     if coords.shape != (len(chunks), 2):
         raise ValueError(f"coords: shape {coords.shape}, expected ({len(chunks)}, 2)")
     doc_codes, docs = pd.factorize(chunks["doc_id"].astype(str))
+    numbers = chunks["chunk"].astype(np.int64).to_numpy()
     return {"n": len(coords), "x": encode_array(coords[:, 0], "float32"), "y": encode_array(coords[:, 1], "float32"),
             "docs": [plain(d, 80) for d in docs], "doc": encode_array(doc_codes, code_dtype(len(docs))),
-            "chunk": encode_array(chunks["chunk"].astype(np.int64), "uint32"),
+            "chunk": encode_array(numbers, code_dtype(int(numbers.max(initial=0)) + 1)),
             "text": [plain(t, HOVER_CHARS) for t in chunks["text"]], "colour": colouring.encode(), **extra}
 
 
