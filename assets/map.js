@@ -120,7 +120,9 @@
     for (let i = 0; i < p.n; i++) { x0 = Math.min(x0, x[i]); x1 = Math.max(x1, x[i]); y0 = Math.min(y0, y[i]); y1 = Math.max(y1, y[i]); }
     if (p.query) { x0 = Math.min(x0, p.query.x); x1 = Math.max(x1, p.query.x); y0 = Math.min(y0, p.query.y); y1 = Math.max(y1, p.query.y); }
     const padX = (x1 - x0) * 0.05 || 1, padY = (y1 - y0) * 0.05 || 1;
-    gd._bxMap = {labels: p.labels, span: [x1 - x0 + 2 * padX, y1 - y0 + 2 * padY]};
+    gd._bxMap = {labels: p.labels, span: [x1 - x0 + 2 * padX, y1 - y0 + 2 * padY], space: p.space,
+      peer: p.peer ? decode(p.peer) : null};
+    if (p.space) spaces[p.space] = gd;
     const layout = {
       title: {text: p.title}, hovermode: "closest", dragmode: gd._fullLayout ? gd._fullLayout.dragmode : "pan",
       xaxis: {title: {text: p.axis + " 1"}, zeroline: false, range: [x0 - padX, x1 + padX]},
@@ -138,15 +140,19 @@
       gd._bxHooks = hooks;
       gd.on("plotly_click", (e) => {
         const pt = e.points.find((q) => q.curveNumber === 0);
-        if (pt && gd._bxHooks.click) gd._bxHooks.click(pt.pointIndex);
+        const rows = pt ? toA(gd._bxMap, [pt.pointIndex]) : [];
+        if (rows.length && gd._bxHooks.click) gd._bxHooks.click(rows[0]);
       });
+      const selected = (rows, shape) => {
+        const aRows = toA(gd._bxMap, rows).sort((a, b) => a - b);
+        if (gd._bxMap.space) linkTo(gd._bxMap.space === "a" ? "b" : "a", aRows);
+        if (gd._bxHooks.select) gd._bxHooks.select(aRows, shape);
+      };
       gd.on("plotly_selected", (e) => {
-        if (!gd._bxHooks.select) return;
         const rows = e ? e.points.filter((q) => q.curveNumber === 0).map((q) => q.pointIndex) : [];
-        const shape = e && e.lassoPoints ? {lasso: e.lassoPoints} : e && e.range ? {box: e.range} : {};
-        gd._bxHooks.select(rows.sort((a, b) => a - b), shape);
+        selected(rows, e && e.lassoPoints ? {lasso: e.lassoPoints} : e && e.range ? {box: e.range} : {});
       });
-      gd.on("plotly_deselect", () => gd._bxHooks.select && gd._bxHooks.select([], {}));
+      gd.on("plotly_deselect", () => selected([], {}));
       gd.on("plotly_relayout", (e) => {
         if (e && Object.keys(e).some((k) => k.startsWith("xaxis") || k.startsWith("yaxis"))) {
           Plotly.relayout(gd, {annotations: labelsFor(gd)});
@@ -154,6 +160,24 @@
       });
       return gd;
     });
+  }
+
+  // two spaces (a: the index, b: another model's map of the same chunks), selection linked by A's row numbers;
+  // B's payload maps each of its rows to A's row (peer, -1: not in A)
+  const spaces = {};
+
+  function toA(st, rows) { return st.peer ? rows.map((j) => st.peer[j]).filter((r) => r >= 0) : rows; }
+
+  function linkTo(space, aRows) {
+    const other = spaces[space];
+    if (!other || !other._bxMap || !other.isConnected) return;
+    let rows = aRows;
+    if (other._bxMap.peer) {
+      const wanted = new Set(aRows);
+      rows = [];
+      other._bxMap.peer.forEach((r, j) => { if (wanted.has(r)) rows.push(j); });
+    }
+    Plotly.restyle(other, {selectedpoints: [aRows.length ? rows : null]}, [0]);
   }
 
   function png(gd) {

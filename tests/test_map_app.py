@@ -173,3 +173,51 @@ def test_user_text_is_escaped_in_the_payload_and_the_export(tiny_encoder, tmp_pa
     page = open(files[0], encoding="utf-8").read()
     data_part = page[page.index('id="map-data">'):]
     assert "<script>alert" not in page and "</script><b>" not in data_part.split("</script>", 1)[0]
+
+
+def test_two_spaces_side_by_side_with_numbers_and_rows_linked_by_chunk_id(sample_corpus, tiny_encoder, tmp_path):
+    from bge_explorer.maps import spaces
+    from bge_explorer.models import random_models
+
+    other = random_models.build(tmp_path / "other-encoder", "encoder", seed=7)
+    *_, app = ui.load_corpus([sample_corpus])
+    *_, app = ui.build_index(other, chunk_size=48, overlap=8, state=app, progress=None)
+    b_vectors, b_table = app.session.vectors, app.session.chunks.table
+    *_, app = ui.build_index(tiny_encoder, chunk_size=48, overlap=8, state=app, progress=None)
+    drawn(app)
+    update, app = map_tab.space_choices(app)
+    assert len(update["choices"]) == 1 and "other-encoder" in update["value"]
+    payload, numbers, app = map_tab.compare_spaces(update["value"], app)
+    data = json.loads(payload)
+    a_table = app.session.chunks.table
+    peer = points.decode_array(data["peer"])
+    assert data["space"] == "b" and data["n"] == len(b_table)
+    assert [a_table["chunk_id"].iloc[r] for r in peer] == b_table["chunk_id"].tolist()  # one tokenizer: all shared
+    order = peer.argsort()
+    expected = spaces.knn_overlap(app.session.vectors, b_vectors[order], 10)
+    assert f"kNN overlap@10: <b>{expected:.3f}</b>" in numbers
+    docs = a_table["doc_id"].to_numpy()
+    for name, vectors in (("A", app.session.vectors), ("B", b_vectors[order])):
+        assert f"{name} " in numbers and f"<b>{spaces.document_silhouette(vectors, docs):.3f}</b>" in numbers
+    with pytest.raises(gr.Error, match="Choose another index"):
+        map_tab.compare_spaces("nothing", app)
+
+
+def test_space_numbers_sample_large_corpora_and_match_the_reference():
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(300, 6)), rng.normal(size=(300, 4))
+    documents = np.repeat(np.arange(30), 10).astype(str)
+    numbers = map_tab.space_numbers(a, b, documents)
+    assert numbers["sampled"] == 300 and numbers["overlap"] == pytest.approx(spaces_overlap(a, b, np.arange(300)))
+    rows = map_tab.spaces.sample_rows(300, 50)
+    assert len(rows) == 50 and (rows == map_tab.spaces.sample_rows(300, 50)).all()
+    assert map_tab.spaces.knn_overlap(a, b, 10, rows) == pytest.approx(spaces_overlap(a, b, rows))
+
+
+def spaces_overlap(a, b, rows, k=10):
+    def nearest(v):
+        u = v / np.linalg.norm(v, axis=1, keepdims=True)
+        d = 1 - u @ u.T
+        np.fill_diagonal(d, np.inf)
+        return [set(np.argsort(d[r], kind="stable")[:k]) for r in rows]
+    return np.mean([len(x & y) / k for x, y in zip(nearest(a), nearest(b))])

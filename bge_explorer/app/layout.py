@@ -457,8 +457,13 @@ def _map_tab(page: Page) -> None:
         png_btn = gr.Button("PNG", elem_id="map-png-btn")
     with page.gate("map"):
         status = gr.HTML(elem_id="map-status")
-        plot = gr.HTML("", html_template=map_tab.TEMPLATE, js_on_load=map_tab.JS_ON_LOAD, head=map_tab.head(),
-                       elem_id="map-plot", min_height=640)
+        with gr.Row(equal_height=False):
+            with gr.Column(min_width=420):
+                plot = gr.HTML("", html_template=map_tab.TEMPLATE, js_on_load=map_tab.JS_ON_LOAD,
+                               head=map_tab.head(), elem_id="map-plot", min_height=640)
+            with gr.Column(min_width=420, visible=False) as b_column:  # a second space, selection linked
+                plot_b = gr.HTML("", html_template=map_tab.TEMPLATE, js_on_load=map_tab.JS_ON_LOAD,
+                                 head=map_tab.head(), elem_id="map-plot-b", min_height=640)
         with gr.Row(equal_height=False):
             with gr.Column(scale=2, min_width=320):
                 detail = gr.HTML(box("info", "Click a point to read its chunk here."), elem_id="map-detail")
@@ -478,6 +483,12 @@ def _map_tab(page: Page) -> None:
                                 headers=map_tab.SEARCH_HEADERS, visible=False)
                 selection_btn = gr.Button("Export the selection (CSV)", elem_id="map-export-selection-btn")
                 selection_file = gr.File(label="Selection CSV", interactive=False, visible=False)
+        with gr.Accordion("Two embedding spaces side by side", open=False):
+            with gr.Row():
+                space_b = gr.Dropdown([], label="Compare with another index of this corpus", elem_id="map-space-b",
+                                      info="the indexes this session built with other models or chunkings")
+                compare_btn = gr.Button("Map side by side", elem_id="map-compare-btn")
+            numbers = gr.HTML(elem_id="map-spaces-numbers")
     files = gr.File(label="Map files", file_count="multiple", interactive=False, visible=False)
     note = gr.HTML()
     page.controls.color_by = color_by
@@ -491,9 +502,14 @@ def _map_tab(page: Page) -> None:
     page.changes.append(map_btn.click(api_name="map", **draw))
     page.changes.append(color_by.input(api_visibility="private", **draw))
     page.changes.append(find.submit(api_visibility="private", **draw))
-    plot.point_click(map_tab.point_click, [page.state], [detail, page.state], api_visibility="private")
-    plot.points_selected(map_tab.points_selected, [page.state], [selection, selection_note, page.state],
-                         api_visibility="private")
+    for shown in (plot, plot_b):
+        shown.point_click(map_tab.point_click, [page.state], [detail, page.state], api_visibility="private")
+        shown.points_selected(map_tab.points_selected, [page.state], [selection, selection_note, page.state],
+                              api_visibility="private")
+    map_btn.click(map_tab.space_choices, [page.state], [space_b, page.state], api_visibility="private")
+    compare_btn.click(map_tab.compare_spaces, [space_b, page.state], [plot_b, numbers, page.state],
+                      api_name="map_compare", concurrency_limit=2).success(
+        lambda: gr.update(visible=True), None, [b_column], queue=False, api_visibility="private")
     similar = similar_btn.click(map_tab.similar_query, [page.state], [page.query, selection_note, page.state],
                                 api_visibility="private")
     searched = similar.success(gpu(search), page.search_inputs, page.search_outputs, api_visibility="private",

@@ -26,7 +26,7 @@ from bge_explorer.app.state import AppState
 from bge_explorer.data.judging import SCALES
 from bge_explorer.errors import ExplorerError
 from bge_explorer.exports import write_csv
-from bge_explorer.maps import labels as cluster_words, points, projection
+from bge_explorer.maps import labels as cluster_words, points, projection, spaces
 from bge_explorer.retrieval.pipeline import resolve_instruction
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -201,7 +201,7 @@ def payload(app: AppState, key: str, proj: projection.Projection, color_by: str,
     data = points.point_payload(proj.coords, table, colour, axis=axis, revision=f"{key}-{proj.kind}",
                                 title=f"{axis} of {len(table):,} chunk embeddings", query=_query(app, proj),
                                 labels={"coarse": points.label_payload(coarse), "fine": points.label_payload(fine)}, find=points.plain(find or "", 40),
-                                matches=[int(r) for r in matches])
+                                matches=[int(r) for r in matches], space="a")
     return data, note
 
 
@@ -419,3 +419,92 @@ def export_map(color_by: str = "document", state: Any = None, find: str = ""):
     coords.to_parquet(parquet, index=False)
     return [str(page), csv, parquet], box("info", "HTML (opens offline), coordinates CSV and Parquet ready. PNG: the "
                                                   "camera icon in the map's toolbar or the PNG button.")
+
+
+# ------------------------------------------------------------------------------------------ two embedding spaces
+
+def _space_label(state) -> str:
+    size = "whole documents" if state.chunk_size is None else f"chunks of {state.chunk_size} (overlap {state.overlap})"
+    return f"{state.embedder.spec.name} · {size}"
+
+
+def other_spaces(app: AppState) -> dict[str, Any]:
+    """The session's other dense index states of this corpus, by label (another model or chunking)."""
+    current = app.session.current
+    return {_space_label(s): s for s in app.session.states()
+            if s is not current and s.embedder is not None and s.vectors is not None}
+
+
+def space_choices(state: Any = None):
+    """The "compare with" dropdown's choices: the other indexes built in this session. -> (update, state)."""
+    app = app_state.get(state)
+    labels = list(other_spaces(app))
+    return gr.update(choices=labels, value=labels[-1] if labels else None), app
+
+
+def _aligned(a_ids: pd.Series, b_ids: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the chunks both spaces hold, matched by chunk id -> (rows in A, rows in B), in A's order."""
+    b_row = pd.Series(np.arange(len(b_ids)), index=b_ids.astype(str).to_numpy())
+    b_row = b_row[~b_row.index.duplicated()]
+    a = a_ids.astype(str).to_numpy()
+    keep = np.flatnonzero(pd.Index(a).isin(b_row.index))
+    return keep, b_row.loc[a[keep]].to_numpy()
+
+
+def space_numbers(a_vectors: np.ndarray, b_vectors: np.ndarray, documents: np.ndarray) -> dict:
+    """kNN overlap (k=10, or n-1 when smaller) between two spaces of the same chunks, and the silhouette of the
+    document labels in each; over a fixed sample of :data:`~bge_explorer.maps.spaces.SAMPLE` chunks past that."""
+    n = len(documents)
+    rows = spaces.sample_rows(n)
+    k = min(spaces.DEFAULT_K, n - 1)
+    return {"k": k, "chunks": n, "sampled": len(rows),
+            "overlap": spaces.knn_overlap(a_vectors, b_vectors, k, rows) if k >= 1 else None,
+            "silhouette_a": spaces.document_silhouette(a_vectors, documents, rows),
+            "silhouette_b": spaces.document_silhouette(b_vectors, documents, rows)}
+
+
+def _numbers_html(numbers: dict, a: str, b: str) -> str:
+    def fmt(value: float | None) -> str:
+        return "undefined" if value is None else f"{value:.3f}"
+
+    sample = (f" (over a fixed sample of {numbers['sampled']:,} of them)" if numbers["sampled"] < numbers["chunks"]
+              else "")
+    return box("info", f"<b>{numbers['chunks']:,}</b> chunks in both spaces{sample}. kNN overlap@{numbers['k']}: "
+                       f"<b>{fmt(numbers['overlap'])}</b> (mean share of each chunk's {numbers['k']} nearest "
+                       f"neighbours that both spaces agree on). Silhouette of the documents (cosine; higher: "
+                       f"chunks sit with their own document): A {label(a)} <b>{fmt(numbers['silhouette_a'])}</b>, "
+                       f"B {label(b)} <b>{fmt(numbers['silhouette_b'])}</b>.")
+
+
+def compare_spaces(other: str, state: Any = None):
+    """Map the chosen other index (space B) next to the current one (A), selection linked through chunk ids,
+    with kNN overlap and document silhouettes. -> (B's map payload JSON, numbers, state)."""
+    app = app_state.get(state)
+    try:
+        table = _mapped(app)
+        chosen = other_spaces(app).get(other or "")
+        if chosen is None:
+            raise ExplorerError("Choose another index to compare with: build the corpus with a second model (or "
+                                "chunking) in Model & index, then come back; this session keeps the recent ones.")
+    except ExplorerError as exc:
+        raise fail(exc) from None
+    rows_a, rows_b = _aligned(table["chunk_id"], chosen.chunks.table["chunk_id"])
+    if len(rows_a) < 3:
+        raise fail(ExplorerError("The two indexes share fewer than 3 chunks (chunk ids differ: a different "
+                                 "tokenizer cuts other chunks); build both with chunking none to compare."))
+    b_table = chosen.chunks.table
+    key = projection.vectors_key(chosen.vectors, chosen.embedder.cache_key)
+    proj = app.maps.umap(key, chosen.vectors)
+    peer = np.full(len(b_table), -1, dtype=np.int64)
+    peer[rows_b] = rows_a
+    order = list(dict.fromkeys(table["doc_id"].astype(str).tolist() + b_table["doc_id"].astype(str).tolist()))
+    colour = points.by_category(b_table["doc_id"].astype(str), "document", order=order)
+    axis = "UMAP" if proj.kind == "umap" else "PCA"
+    data = points.point_payload(proj.coords, b_table, colour, axis=axis, revision=f"{key}-{proj.kind}",
+                                title=f"B: {points.plain(chosen.embedder.spec.name, 60)}", query=None,
+                                labels={"coarse": [], "fine": []}, find="", matches=[], space="b",
+                                peer=points.encode_array(peer, "int32"))
+    numbers = space_numbers(app.session.vectors[rows_a], chosen.vectors[rows_b],
+                            table["doc_id"].astype(str).to_numpy()[rows_a])
+    current = _space_label(app.session.current)
+    return json.dumps(data), _numbers_html(numbers, current, other), app

@@ -22,6 +22,7 @@ from bge_explorer import settings
 
 log = logging.getLogger(__name__)
 
+MAPS_KEPT = 2  # a session keeps the maps of two spaces (its index and one to compare with)
 MIN_UMAP_POINTS = 5  # below this, UMAP has no neighbourhood to speak of: the PCA map is the map
 DEFAULT_NEIGHBORS = 15
 RANDOM_STATE = 42  # the same corpus and model give the same map every time
@@ -63,6 +64,13 @@ def fit_pca(vectors: np.ndarray) -> Projection:
         components = np.vstack([components, np.zeros((2 - len(components), vectors.shape[1]), np.float32)])
     components = components.astype(np.float32)
     return Projection("pca", (centered @ components.T).astype(np.float32), (mean, components))
+
+
+def _kept(maps: dict[str, Projection], key: str, projection: Projection) -> dict[str, Projection]:
+    """``maps`` with ``key`` added last, keeping the newest MAPS_KEPT."""
+    out = {k: v for k, v in maps.items() if k != key}
+    out[key] = projection
+    return dict(list(out.items())[-MAPS_KEPT:])
 
 
 _JIT_MODULES = ("umap", "pynndescent")
@@ -133,7 +141,7 @@ def vectors_key(vectors: np.ndarray, model_key: object) -> str:
 
 class MapStore:
     """One session's maps: PCA computed on demand, UMAP fitted once per key (in a background thread
-    when asked), both reused for every query. Thread-safe."""
+    when asked), both reused for every query; the last MAPS_KEPT keys are kept. Thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -154,17 +162,18 @@ class MapStore:
     def pca(self, key: str, vectors: np.ndarray) -> Projection:
         with self._lock:
             if key not in self._pca:
-                self._pca = {key: fit_pca(vectors)}  # keep only the current corpus's map
+                self._pca = _kept(self._pca, key, fit_pca(vectors))
             return self._pca[key]
 
     def derived(self, key: str, name: str, compute):
-        """``compute()`` once per (map key, name), kept while ``key`` is the current map (k-means, labels)."""
+        """``compute()`` once per (map key, name), kept for the last MAPS_KEPT keys (k-means, labels)."""
         with self._lock:
             if (key, name) in self._derived:
                 return self._derived[(key, name)]
         value = compute()
         with self._lock:
-            self._derived = {k: v for k, v in self._derived.items() if k[0] == key}
+            keys = list(dict.fromkeys([k for k, _ in self._derived if k != key] + [key]))[-MAPS_KEPT:]
+            self._derived = {k: v for k, v in self._derived.items() if k[0] in keys}
             self._derived[(key, name)] = value
         return value
 
@@ -188,7 +197,7 @@ class MapStore:
             try:
                 projection = fit_umap(vectors)
                 with self._lock:
-                    self._umap = {key: projection}
+                    self._umap = _kept(self._umap, key, projection)
                     self.umap_fits += 1
             except Exception as exc:  # shown to the user; the PCA map stays usable
                 log.exception("UMAP fit failed")
