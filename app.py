@@ -74,6 +74,7 @@ def launch_options(mcp: bool = False) -> dict:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("FlagEmbedding").setLevel(logging.WARNING)  # its fine-tuning runner logs every argument
     demo = create_app(preload=not args.no_preload, warm_umap=not args.no_warm_umap, demo_reranker=args.demo_reranker)
 
     demo.queue(default_concurrency_limit=args.concurrency, max_size=64)

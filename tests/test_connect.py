@@ -14,6 +14,7 @@ from bge_explorer.indexes import ModelIdentity, create
 from bge_explorer.indexes.parquet import shard_name, write_shard
 from bge_explorer.models import random_models
 from bge_explorer.models.loading import load_embedder, load_reranker
+from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.retrieval.pipeline import rerank
 from bge_explorer.retrieval.rerank import RerankCache
 from bge_explorer.scale.connect import connect, load_shards, search
@@ -112,3 +113,52 @@ def test_app_connect_tab_handlers(shards_dir, tiny_encoder, tiny_reranker, tmp_p
     status, kept = open_connection("parquet", "", "", str(folder), other, False, state)
     assert "different model versions" in status and kept is state  # refused, the old connection stays
     state.connection.index.close()
+
+
+def connected_judgments(session, n: int = 8, seed: int = 4):
+    """``n`` queries of random corpus words, each with two relevant documents and one judged irrelevant."""
+    from bge_explorer.data.qrels import Judgments
+
+    rng = np.random.default_rng(seed)
+    docs = session.corpus.documents["doc_id"].astype(str).tolist()
+    queries, qrels = {}, {}
+    for i in range(n):
+        queries[f"q{i}"] = " ".join(rng.choice(random_models.WORDS, 4))
+        picked = rng.choice(docs, 3, replace=False)
+        qrels[f"q{i}"] = {str(picked[0]): 2, str(picked[1]): 1, str(picked[2]): 0}
+    return Judgments(queries, qrels, "generated")
+
+
+def test_an_experiment_on_a_connected_index_equals_the_in_memory_one(shards_dir, tmp_path, tiny_encoder,
+                                                                     tiny_reranker):
+    """Dense, dense + reranker and dense + BM25 (RRF) on milvus-lite give the metrics of the same configurations
+    evaluated in memory (the store is small enough that every chunk is a candidate); another model is refused."""
+    from bge_explorer.evaluation.evaluate import evaluate
+    from bge_explorer.evaluation.experiment import ExperimentPlan
+    from bge_explorer.scale.experiment import CANDIDATES, run_connected_experiment
+
+    folder, session, ids = shards_dir
+    assert len(ids) <= CANDIDATES
+    uri = str(tmp_path / "e.db")
+    load_shards(folder, "milvus", uri=uri, collection="c").close()
+    connection = connect("milvus", uri=uri, collection="c")
+    judgments = connected_judgments(session)
+    base = RetrievalConfig(model=tiny_encoder, chunk_size=16, overlap=4, precision="fp32", instruction="")
+    plan = ExperimentPlan.from_dict({"configurations": [
+        {"name": "dense"}, {"name": "reranked", "reranker": tiny_reranker, "top_n": 10},
+        {"name": "hybrid", "modes": ["dense", "bm25"], "fusion": "rrf"}]}, base=base)
+    alone = {c.label: evaluate(session, judgments, c) for c in plan.configurations}
+    result = run_connected_experiment(connection, judgments, plan, n_resamples=500)
+    for config in plan.configurations:
+        np.testing.assert_allclose(result.results[config.label].final.to_numpy(),
+                                   alone[config.label].final.to_numpy(), rtol=0, atol=1e-9, err_msg=config.label)
+    table = result.table("ndcg@10")
+    assert set(table.index) == {"dense", "reranked", "hybrid"} and np.isnan(table.at["dense", "p_value"])
+    assert (table["wins"] + table["ties"] + table["losses"]).drop("dense").eq(len(judgments)).all()
+    with pytest.raises(ConfigError, match="not the store's embedding model"):
+        run_connected_experiment(connection, judgments, ExperimentPlan.from_dict(
+            {"configurations": [{"name": "other", "model": "all-MiniLM-L6-v2"}]}))
+    assert connection.index.count() == len(ids)  # nothing written
+    connection.index.close()
+
+

@@ -13,7 +13,7 @@ from bge_explorer.data.qrels import load_beir
 from bge_explorer.errors import ConfigError
 from bge_explorer.evaluation.evaluate import evaluate
 from bge_explorer.evaluation.experiment import (ExperimentPlan, condensed_ndcg, expand, holm, judged_at,
-                                                run_experiment, weight_grid)
+                                                run_experiment, weight_grid, wins_ties_losses)
 from bge_explorer.evaluation.significance import bootstrap_interval
 from bge_explorer.models.loading import load_embedder
 from bge_explorer.retrieval.config import RetrievalConfig
@@ -28,6 +28,10 @@ def test_holm_by_hand():
     assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     assert holm([0.5, 0.6]) == pytest.approx([1.0, 1.0])  # capped at 1
     assert holm([0.02]) == pytest.approx([0.02])
+
+
+def test_wins_ties_and_losses_by_hand():
+    assert wins_ties_losses(np.array([0.5, 0.2, 0.3, 1.0]), np.array([0.4, 0.2, 0.6, 0.0])) == (2, 1, 1)
 
 
 def test_condensed_ndcg_and_judged_at_by_hand():
@@ -142,6 +146,7 @@ def test_an_experiment_equals_separate_evaluations_and_encodes_the_corpus_once(b
         for metric in ("ndcg@10", "recall@100", "mrr@10", "map@100"):
             m, v = entry[name]["metrics"][metric], entry[name]["vs_baseline"][metric]
             assert m["ci_low"] <= m["mean"] <= m["ci_high"] and v["p_value"] <= v["p_holm"] <= 1
+            assert v["wins"] + v["ties"] + v["losses"] == payload["queries"]
         assert 0 <= entry[name]["judged@10"] <= 1 and 0 <= entry[name]["ndcg_condensed@10"] <= 1
     assert RetrievalConfig.from_dict(entry["dense"]["config"]) == plan.configurations[0]  # reads back
     ps = [entry[n]["vs_baseline"]["ndcg@10"]["p_value"] for n in ("dense", "dense+instruction", "dense+bm25 rrf")]
@@ -255,3 +260,18 @@ def test_cli_compare_two_configurations_over_a_query_set(sample_corpus, tiny_enc
                  str(tmp_path / "a.yaml"), "--b", str(tmp_path / "b.yaml"), "--json", str(out)]) == 0
     assert json.loads(out.read_text())["means"] == {"overlap": 10.0, "jaccard": 1.0, "rbo": pytest.approx(1.0),
                                                     "same_rank": 10.0}
+
+
+def test_the_duration_estimate_uses_the_speeds_measured_in_this_process():
+    from bge_explorer.models import meter
+
+    meter.record("passage", "speed-a", 100, 2.0)  # 0.02 s a passage
+    meter.record("query", "speed-a", 10, 0.5)  # 0.05 s a query
+    meter.record("pair", "speed-r", 20, 4.0)  # 0.2 s a pair
+    plan = ExperimentPlan.from_dict({"configurations": [
+        {"name": "a", "model": "speed-a", "instruction": ""},
+        {"name": "a+r", "model": "speed-a", "instruction": "q: ", "reranker": "speed-r", "top_n": 10},
+        {"name": "b", "model": "speed-b"}]})
+    seconds, unknown = plan.seconds(queries=5, chunks=50)
+    # one corpus encode of speed-a (50 x 0.02), 2 x 5 queries (x 0.05), 5 x 10 pairs (x 0.2); speed-b not measured
+    assert seconds == pytest.approx(50 * 0.02 + 2 * 5 * 0.05 + 5 * 10 * 0.2) and unknown == ["speed-b"]

@@ -168,3 +168,23 @@ def test_ann_recall_on_real_minilm_vectors(scifact_minilm, backend):
     measured = indexes.recall_at_k(found, brute_force(vectors, queries, 10))
     assert measured >= index.report["recall@10"] - 0.15, (measured, index.report)
     assert measured >= (0.9 if backend == "faiss-hnsw" else 0.3), (measured, index.report)
+
+
+def test_a_temporary_milvus_lite_file_is_removed_with_its_index():
+    import gc
+    import os
+
+    from bge_explorer.indexes.milvus import MilvusIndex
+
+    vectors = np.eye(4, dtype=np.float32)
+    for close in (True, False):
+        index = MilvusIndex.create(4)
+        index.add(vectors, np.arange(4))
+        folder = os.path.dirname(index.uri)
+        assert os.listdir(folder)  # milvus-lite keeps its data there
+        if close:
+            index.close()
+        else:
+            del index
+            gc.collect()
+        assert not os.path.exists(folder)

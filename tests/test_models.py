@@ -129,3 +129,21 @@ def test_default_model_falls_back_to_the_packaged_minilm_and_says_so():
     embedder, notice = load_embedder_with_fallback("bge-small-en-v1.5", precision="fp32")
     assert embedder.spec.name == "all-MiniLM-L6-v2" and embedder.dim == 384
     assert "bge-small-en-v1.5" in notice and "all-MiniLM-L6-v2" in notice
+
+
+def test_a_fine_tuned_directory_searches_with_its_cards_pooling_and_instruction(tiny_encoder, tmp_path):
+    import json
+    import shutil
+
+    from bge_explorer.models.catalog import TUNED_CARD, resolve_spec
+
+    tuned = tmp_path / "tuned"
+    shutil.copytree(tiny_encoder, tuned)
+    assert resolve_spec(str(tuned)).pooling == "cls"  # a directory without a card: the custom-model default
+    (tuned / TUNED_CARD).write_text(json.dumps({"base": {"pooling": "mean"},
+                                                "data": {"query_instruction_for_retrieval": "query: "}}))
+    spec = resolve_spec(str(tuned))
+    assert (spec.pooling, spec.instruction) == ("mean", "query: ")
+    assert resolve_spec(str(tuned), pooling="cls").pooling == "cls"  # what the user names still wins
+    (tuned / TUNED_CARD).write_text("{broken")
+    assert resolve_spec(str(tuned)).pooling == "cls"

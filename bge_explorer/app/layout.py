@@ -27,6 +27,7 @@ from bge_explorer.app.explorer import (INSTRUCTION_MODES, NO_RERANKER, build_ind
 from bge_explorer.app.render import box, esc
 from bge_explorer.app.grading import (GRADE_KEYS_JS, grade_result, grading_status, next_result, select_after,
                                       select_before)
+from bge_explorer.app.tuning import build_tuning_panel
 from bge_explorer.app.workbench import build_workbench_tab
 from bge_explorer.data.judging import SCALES
 from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
@@ -109,6 +110,7 @@ def build_app(demo_reranker: str | None = None) -> gr.Blocks:
                 evaluate_parts = build_evaluate_tab(page.state, page.gate)
             with gr.Tab("Workbench", id="workbench"):
                 build_workbench_tab(page)
+                build_tuning_panel(page)
             with gr.Tab("Connect to an index", id="connect"):
                 build_connect_tab()
         page.changes.append(evaluate_parts["selected_query"].change(  # a per-query row opens in Search, marked

@@ -49,6 +49,7 @@ class AppState(ProcessLocal):
         self.map_selection: list[int] = []  # ... and the rows of the last lasso / box selection
         self.query_set: list[str] = []  # Workbench: the query set
         self.experiment = None  # Workbench: the last experiment's result, for its per-query view
+        self.tuned_models: list[str] = []  # Workbench: directories of the models fine-tuned in this session
         self.workdir: str | None = None  # this session's private temporary directory (uploads, exports)
         # what the page shows (see app/views.py): the corpus is the bundled sample, the ranking last explained, the
         # index last mapped, the last evaluation ("a" or "ab")
@@ -80,8 +81,13 @@ class AppState(ProcessLocal):
         """Stop the job in flight at its next batch."""
         self._cancel.set()
 
+    @property
+    def cancelled(self) -> bool:
+        """Stop was pressed (or the session is closing) since the job in flight started."""
+        return self._cancel.is_set() or self.closed
+
     def check_cancelled(self) -> None:
-        if self._cancel.is_set() or self.closed:
+        if self.cancelled:
             raise Cancelled("Stopped.")
 
     def close(self) -> None:

@@ -295,9 +295,19 @@ def estimate(configs_yaml: str, baseline: str, state: Any = None) -> str:
     except ExplorerError as exc:
         raise fail(exc) from None
     w = plan.workload(queries)
+    chunks = len(app.session.chunks) if app.session.chunks is not None else len(app.session.corpus.documents) \
+        if app.session.corpus is not None else 0
     return (f"{w['configurations']} configurations on {queries} judged queries: {w['corpus_encodes']} corpus "
             f"encode(s) (each about as long as building that index; none for a model and chunking already "
-            f"built), {w['query_encodes']} query encodes, at most {w['reranked_pairs_at_most']} reranked pairs.")
+            f"built), {w['query_encodes']} query encodes, at most {w['reranked_pairs_at_most']} reranked pairs. "
+            + duration(plan, queries, chunks))
+
+
+def duration(plan: ExperimentPlan, queries: int, chunks: int) -> str:
+    """"At most about N s", from the speeds measured in this process, naming the models not measured yet."""
+    seconds, unknown = plan.seconds(queries, chunks)
+    text = f"At most about {seconds:,.0f} s at the speeds measured here"
+    return text + (f" (not counting {', '.join(unknown)}: not run in this process yet)." if unknown else ".")
 
 
 def results_table(result: ExperimentResult) -> pd.DataFrame:
@@ -310,8 +320,14 @@ def results_table(result: ExperimentResult) -> pd.DataFrame:
             row[f"{metric} 95% CI"] = f"{t['ci_low']:.4f} – {t['ci_high']:.4f}"
             row[f"{metric} p (Holm)"] = ("baseline" if name == result.plan.baseline else
                                          f"{t['p_value']:.4f} ({t['p_holm']:.4f})")
+        first = result.table(result.metrics[0]).loc[name]
+        row[f"W/T/L {result.metrics[0]}"] = ("" if name == result.plan.baseline else
+                                             f"{first['wins']}/{first['ties']}/{first['losses']}")
         row["judged@10"] = round(result.extras[name]["judged@10"], 3)
         row["ndcg_condensed@10"] = round(result.extras[name]["ndcg_condensed@10"], 4)
+        timings = result.results[name].timings
+        row["time (index / search / rerank, s)"] = " / ".join(f"{timings.get(k, 0):.1f}"
+                                                              for k in ("index_s", "search_s", "rerank_s"))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -374,7 +390,7 @@ def search_controls(config: RetrievalConfig) -> tuple:
         mode, weights = config.modes[0], hybrid.default_weights()
     else:
         mode = "hybrid"
-        named = config.weights_dict
+        named = config.weight_map
         weights = {m: (named.get(m, 1.0) if m in config.modes or HYBRID in config.modes else 0.0)
                    for m in registry.names()}
     instruction_mode = "model default" if config.instruction is None else "custom"
@@ -639,7 +655,7 @@ def build_workbench_tab(page) -> None:
                                  elem_id="per-query", max_height=420)
         per_query_chart = gr.Plot(label="Per-query differences", visible=False)
         files = gr.File(label="experiment.json, per_query.csv, decision.yaml, scripts", file_count="multiple",
-                        interactive=False, visible=False)
+                        interactive=False, visible=False, elem_id="experiment-files")
     with gr.Accordion("Calibrate", open=False):
         with gr.Row():
             reranker = gr.Dropdown([NO_RERANKER] + RERANKERS, value=NO_RERANKER, label="Reranker",

@@ -1,4 +1,4 @@
-"""Command line: ``python -m bge_explorer search|embed|evaluate ...`` over the same engine as the app.
+"""Command line: ``python -m bge_explorer search|embed|evaluate|finetune ...`` over the same engine as the app.
 
 Each command builds one :class:`~bge_explorer.retrieval.config.RetrievalConfig` from ``--config FILE`` and
 its options (:mod:`bge_explorer.cli.options`) and runs it through the one pipeline.
@@ -14,6 +14,7 @@ import pandas as pd
 from bge_explorer.cli.evaluate import add_evaluate_command
 from bge_explorer.cli.calibrate import add_calibrate_command
 from bge_explorer.cli.experiment import add_compare_command, add_experiment_command
+from bge_explorer.cli.finetune import add_finetune_command
 from bge_explorer.cli.scale import add_ray_options, add_scale_commands, cmd_embed_ray
 from bge_explorer.cli.options import (add_config_options, add_corpus_options, config_from_args, resolve_default_model,
                                       stderr_progress)
@@ -113,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_experiment_command(commands)
     add_compare_command(commands)
     add_calibrate_command(commands)
+    add_finetune_command(commands)
     return parser
 
 

@@ -53,6 +53,9 @@ def format_experiment(result: ExperimentResult) -> str:
         columns[f"p {metric} (Holm)"] = ["baseline" if n == result.plan.baseline else
                                          f"{table.at[n, 'p_value']:.4f} ({table.at[n, 'p_holm']:.4f})" for n in names]
     first = result.table(result.metrics[0])
+    columns[f"W/T/L {result.metrics[0]}"] = ["" if n == result.plan.baseline else
+                                             f"{first.at[n, 'wins']}/{first.at[n, 'ties']}/{first.at[n, 'losses']}"
+                                             for n in names]
     columns["judged@10"] = [f"{first.at[n, 'judged@10']:.3f}" for n in names]
     columns["ndcg_condensed@10"] = [f"{first.at[n, 'ndcg_condensed@10']:.4f}" for n in names]
     text = pd.DataFrame(columns, index=pd.Index(names, name="configuration")).to_string()

@@ -11,7 +11,8 @@ Per configuration and metric (what a user gets: after its reranker when it has o
   how far the figures can be trusted when the judgments are sparse;
 - ``ndcg_condensed@10``: nDCG@10 of the condensed list, unjudged documents removed (Sakai 2007), which does
   not punish a configuration for finding documents nobody judged;
-- against the baseline: the paired randomisation test's ``p_value``
+- against the baseline: the queries it wins, ties and loses (``wins``, ``ties``, ``losses``), the paired
+  randomisation test's ``p_value``
   (:func:`~bge_explorer.evaluation.significance.paired_test`) and ``p_holm``, Holm-Bonferroni adjusted over
   all configurations compared with the baseline on that metric.
 
@@ -84,6 +85,13 @@ def judged_at(rankings: Sequence[Sequence[str]], qrels: Sequence[Mapping[str, in
     """(queries,) share of each ranking's first k documents that have a judgment of any grade (missing ranks
     count as unjudged)."""
     return np.array([sum(d in judged for d in list(ranked)[:k]) / k for ranked, judged in zip(rankings, qrels)])
+
+
+def wins_ties_losses(values: np.ndarray, baseline: np.ndarray, tie: float = 1e-9) -> tuple[int, int, int]:
+    """(queries,) per-query scores of a configuration and of the baseline -> how many queries it wins (higher by
+    more than ``tie``), ties and loses."""
+    delta = np.asarray(values, np.float64) - np.asarray(baseline, np.float64)
+    return int((delta > tie).sum()), int((np.abs(delta) <= tie).sum()), int((delta < -tie).sum())
 
 
 def condensed_ndcg(rankings: Sequence[Sequence[str]], qrels: Sequence[Mapping[str, int]], k: int = 10
@@ -224,6 +232,31 @@ class ExperimentPlan:
                 "query_encodes": queries * sum(1 for c in self.configurations if c.needs_model),
                 "reranked_pairs_at_most": queries * sum(reranked.values())}
 
+    def seconds(self, queries: int, chunks: int) -> tuple[float, list[str]]:
+        """Roughly how long the plan takes, from the speeds the models measured in this process
+        (:mod:`~bge_explorer.models.meter`): corpus encodes of ``chunks`` passages (counted as if nothing were
+        cached), query encodes and reranked pairs. -> (seconds, names of models with no speed measured yet)."""
+        from bge_explorer.models import meter
+
+        unknown: list[str] = []
+
+        def cost(kind: str, model: str, items: int) -> float:
+            rate = meter.seconds_per_item(kind, model)
+            if rate is None:
+                unknown.append(model)
+                return 0.0
+            return rate * items
+
+        total = sum(cost("passage", model, chunks) for model, *_ in
+                    {(c.model, c.chunk_size, c.overlap, c.precision) for c in self.configurations if c.needs_model})
+        total += sum(cost("query", c.model, queries) for c in self.configurations if c.needs_model)
+        reranked: dict[str, int] = {}
+        for c in self.configurations:
+            if c.reranker:
+                reranked[c.reranker] = max(reranked.get(c.reranker, 0), c.top_n)
+        total += sum(cost("pair", name, queries * n) for name, n in reranked.items())
+        return total, sorted(set(unknown))
+
     def checked(self, max_configurations: int = MAX_CONFIGURATIONS, max_sweep: int = MAX_SWEEP) -> ExperimentPlan:
         """Raises ConfigError when the baseline is not a configuration, when more than ``max_configurations``
         differ in more than fusion and weights, or when there are more than ``max_sweep`` in all."""
@@ -256,9 +289,10 @@ class ExperimentResult:
     metrics: tuple[str, ...]
 
     def table(self, metric: str = "ndcg@10") -> pd.DataFrame:
-        """One row per configuration: mean with its interval, p and Holm p against the baseline, judged@10."""
+        """One row per configuration: mean with its interval, p and Holm p against the baseline, the queries it
+        wins, ties and loses against the baseline, judged@10."""
         rows = self.summary[self.summary["metric"] == metric].set_index("name")
-        out = rows[["mean", "ci_low", "ci_high", "p_value", "p_holm"]].copy()
+        out = rows[["mean", "ci_low", "ci_high", "p_value", "p_holm", "wins", "ties", "losses"]].copy()
         out["judged@10"] = [self.extras[n]["judged@10"] for n in out.index]
         out["ndcg_condensed@10"] = [self.extras[n]["ndcg_condensed@10"] for n in out.index]
         return out
@@ -292,7 +326,8 @@ class ExperimentResult:
                             for m in self.metrics},
                 **self.extras[name],
                 "vs_baseline": None if name == self.plan.baseline else {
-                    m: {"p_value": float(rows.at[m, "p_value"]), "p_holm": float(rows.at[m, "p_holm"])}
+                    m: {"p_value": float(rows.at[m, "p_value"]), "p_holm": float(rows.at[m, "p_holm"]),
+                        **{k: int(rows.at[m, k]) for k in ("wins", "ties", "losses")}}
                     for m in self.metrics},
                 "timings": result.timings, "notes": result.notes,
             }
@@ -342,8 +377,9 @@ def summarise(plan: ExperimentPlan, results: Mapping[str, EvaluationResult], jud
             low, high = bootstrap_interval(values, n_resamples=n_resamples, seed=seed)
             p = (float("nan") if name == plan.baseline else
                  paired_test(base.final[metric].to_numpy(), values, n_resamples=n_resamples, seed=seed).p_value)
+            wins, ties, losses = wins_ties_losses(values, base.final[metric].to_numpy())
             rows.append({"name": name, "metric": metric, "mean": float(values.mean()), "ci_low": low,
-                         "ci_high": high, "p_value": p})
+                         "ci_high": high, "p_value": p, "wins": wins, "ties": ties, "losses": losses})
     summary = pd.DataFrame(rows)
     summary["p_holm"] = np.nan
     for metric in metrics:

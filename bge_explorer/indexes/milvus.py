@@ -5,9 +5,12 @@ payload columns are dynamic fields. On milvus-lite the index is FLAT (exact); on
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
+import weakref
 
 import pandas as pd
 
@@ -20,6 +23,13 @@ MAX_LIMIT = 16_384  # Milvus's top-k ceiling
 
 def _is_lite(uri: str) -> bool:
     return uri.endswith(".db")
+
+
+def _remove(client, folder: str) -> None:
+    """Close a milvus-lite client and delete its temporary folder."""
+    with contextlib.suppress(Exception):
+        client.close()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _client(uri: str, token: str | None):
@@ -44,7 +54,8 @@ class MilvusIndex(StoreIndex):
         """A new collection (ConfigError("index") if it exists); ``uri`` None: a milvus-lite file in a temp dir."""
         from pymilvus import DataType
 
-        uri = uri or os.path.join(tempfile.mkdtemp(prefix="bge-milvus-"), "index.db")
+        scratch = tempfile.mkdtemp(prefix="bge-milvus-") if uri is None else None
+        uri = uri or os.path.join(scratch, "index.db")
         client = _client(uri, token)
         if client.has_collection(collection):
             client.close()
@@ -61,7 +72,18 @@ class MilvusIndex(StoreIndex):
         client.create_collection(collection, schema=schema, index_params=params)
         if identity is not None:
             client.alter_collection_properties(collection, properties={IDENTITY_KEY: identity.to_json()})
-        return cls(dim, identity, False, client, uri, collection)
+        index = cls(dim, identity, False, client, uri, collection)
+        if scratch is not None:  # the temporary milvus-lite file goes with the index: closed, collected or at exit
+            index._cleanup = weakref.finalize(index, _remove, client, scratch)
+        return index
+
+    _cleanup: weakref.finalize | None = None
+
+    def close(self) -> None:
+        if self._cleanup is not None:
+            self._cleanup()
+        else:
+            super().close()
 
     @classmethod
     def open(cls, read_only: bool = True, *, uri: str, collection: str, token: str | None = None) -> MilvusIndex:

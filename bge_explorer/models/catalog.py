@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 from typing import Literal
@@ -123,6 +124,24 @@ def _hub_id(repo: str) -> str:
     return repo
 
 
+TUNED_CARD = "bge_explorer_tuning.json"  # written by bge_explorer.tuning next to a fine-tuned model
+
+
+def _tuned_defaults(source: str) -> dict:
+    """A directory fine-tuned here searches the way it was trained: its card's pooling and query instruction
+    (``{}`` for any other source, or a card that cannot be read)."""
+    path = os.path.join(source, TUNED_CARD)
+    if not os.path.isfile(path):
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            card = json.load(f)
+        pooling, instruction = card["base"]["pooling"], card["data"].get("query_instruction_for_retrieval") or ""
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    return {"pooling": pooling, "instruction": instruction} if pooling in ("cls", "mean") else {}
+
+
 def resolve_spec(name_or_path: str, *, model_class: ModelClass | None = None, pooling: Pooling | None = None,
                  instruction: str | None = None, max_length: int | None = None) -> ModelSpec:
     """Turn a catalog name, a Hub id (``BAAI/bge-small-en-v1.5``) or a local directory into a spec.
@@ -152,7 +171,7 @@ def resolve_spec(name_or_path: str, *, model_class: ModelClass | None = None, po
         else:
             raise ModelSpecError(name_or_path, _NOT_A_MODEL)
         spec = ModelSpec(name=name_or_path, source=source, model_class=model_class or "encoder",
-                         max_length=512 if model_class != "m3" else 8192)
+                         max_length=512 if model_class != "m3" else 8192, **_tuned_defaults(source))
     if spec.name == OFFLINE_MODEL:
         spec = dataclasses.replace(spec, source=_offline_model_path())
     overrides = {key: value for key, value in dict(model_class=model_class, pooling=pooling, instruction=instruction,

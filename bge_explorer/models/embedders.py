@@ -18,11 +18,13 @@ from __future__ import annotations
 import abc
 import contextlib
 import threading
+import time
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
+from bge_explorer.models import meter
 from bge_explorer.models.catalog import ModelSpec
 from bge_explorer.models.devices import autocast
 
@@ -82,7 +84,9 @@ class Embedder(abc.ABC):
     def encode_passages(self, texts: Sequence[str], outputs: Sequence[str] = (DENSE,),
                         progress: Progress | None = None) -> Encoded:
         """:meth:`encode` for corpus passages (no instruction), counted in ``corpus_texts_encoded``."""
+        start = time.perf_counter()
         out = self.encode(texts, outputs, progress)
+        meter.record("passage", self.spec.name, len(texts), time.perf_counter() - start)
         self.corpus_texts_encoded += len(texts)
         return out
 
@@ -92,7 +96,10 @@ class Embedder(abc.ABC):
 
     def encode_queries(self, queries: Sequence[str], instruction: str = "") -> np.ndarray:
         """Dense vectors of queries, each prefixed with ``instruction`` (exact string). (n,) -> (n, dim)."""
-        return self.encode([instruction + q for q in queries], (DENSE,))[DENSE]
+        start = time.perf_counter()
+        out = self.encode([instruction + q for q in queries], (DENSE,))[DENSE]
+        meter.record("query", self.spec.name, len(queries), time.perf_counter() - start)
+        return out
 
     def _tokenize(self, texts: list[str]) -> dict[str, list]:
         """Token ids (truncated, unpadded) of every text, :data:`TOKENIZE_BLOCK` texts at a time: the tokenizer is

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import threading
+import time
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from bge_explorer.models import meter
 from bge_explorer.models.catalog import ModelSpec
 from bge_explorer.models.devices import autocast
 
@@ -62,12 +64,14 @@ class Reranker:
             inputs = [prepare_for_model_compat(tokenizer, query_ids, ids, truncation="only_second",
                                                max_length=max_length, padding=False) for ids in passage_ids]
         order = np.argsort([-len(item["input_ids"]) for item in inputs], kind="stable")
+        began = time.perf_counter()
         for start in range(0, len(order), self.batch_size):
             rows = order[start:start + self.batch_size]
             with self._lock:
                 out[rows] = self._forward({key: [inputs[i][key] for i in rows] for key in inputs[rows[0]]})
             if progress:
                 progress(min(start + self.batch_size, len(order)), len(order))
+        meter.record("pair", self.spec.name, len(passages), time.perf_counter() - began)
         return out
 
     def _forward(self, features: dict[str, list]) -> np.ndarray:
