@@ -144,6 +144,7 @@
         if (rows.length && gd._bxHooks.click) gd._bxHooks.click(rows[0]);
       });
       const selected = (rows, shape) => {
+        if (linking) return;
         const aRows = toA(gd._bxMap, rows).sort((a, b) => a - b);
         if (gd._bxMap.space) linkTo(gd._bxMap.space === "a" ? "b" : "a", aRows);
         if (gd._bxHooks.select) gd._bxHooks.select(aRows, shape);
@@ -165,6 +166,7 @@
   // two spaces (a: the index, b: another model's map of the same chunks), selection linked by A's row numbers;
   // B's payload maps each of its rows to A's row (peer, -1: not in A)
   const spaces = {};
+  let linking = false;
 
   function toA(st, rows) { return st.peer ? rows.map((j) => st.peer[j]).filter((r) => r >= 0) : rows; }
 
@@ -177,7 +179,12 @@
       rows = [];
       other._bxMap.peer.forEach((r, j) => { if (wanted.has(r)) rows.push(j); });
     }
-    Plotly.restyle(other, {selectedpoints: [aRows.length ? rows : null]}, [0]);
+    // the other map's own selection box (layout.selections) would win over selectedpoints: clear it first,
+    // and ignore the deselect event that may fire meanwhile
+    linking = true;
+    Promise.resolve(Plotly.relayout(other, {selections: []}))
+      .then(() => Plotly.restyle(other, {selectedpoints: [aRows.length ? rows : null]}, [0]))
+      .finally(() => { linking = false; });
   }
 
   function png(gd) {

@@ -242,3 +242,65 @@ def test_markup_in_chunks_and_ids_stays_text_on_the_map(page, tmp_path):
     assert page.locator("img[src='x']").count() == 0 and page.locator("#map-plot b:text-is('t')").count() == 0
     page.wait_for_timeout(500)
     assert page.dialogs == []
+
+
+def selected_rows(page, elem_id: str) -> list[int]:
+    return page.evaluate(f"() => Array.from(document.querySelector('#{elem_id} .bx-map-plot').data[0].selectedpoints "
+                         "|| [])")
+
+
+def box_select(page, elem_id: str, fraction: float = 0.5) -> None:
+    """A box over the left ``fraction`` of the map ``elem_id`` with the mouse."""
+    plot = f"#{elem_id} .bx-map-plot"
+    page.locator(f"#{elem_id} [data-attr=dragmode][data-val=select]").first.click()
+    geo = page.evaluate(GEOMETRY_JS.replace("#map-plot .bx-map-plot", plot))
+    drag(page, [(geo["left"] + 2, geo["top"] + 2),
+                (geo["left"] + geo["width"] * fraction, geo["top"] + geo["height"] - 2)])
+
+
+def test_two_spaces_side_by_side_link_their_selections(page, tiny_encoder):
+    page.locator("#load-sample").click()
+    page.locator("#corpus-summary").get_by_text("documents from").wait_for(timeout=60_000)
+    page.get_by_label("none").first.check()  # whole documents: the same chunks under both tokenizers
+    open_tab(page, "Model & index")
+    page.locator("#build-index").click()
+    page.locator("#index-status").get_by_text("Index ready").wait_for(timeout=240_000)
+    box = page.locator("#model input").first
+    box.click()
+    box.fill(tiny_encoder)
+    box.press("Enter")
+    page.keyboard.press("Escape")
+    first = page.locator("#index-status").inner_text()
+    page.locator("#build-index").click()
+    page.wait_for_function("(first) => { const t = document.querySelector('#index-status').innerText; "
+                           "return t !== first && t.includes('Index ready'); }", arg=first, timeout=240_000)
+    open_tab(page, "Map")
+    page.locator("#map-btn").click()
+    page.locator("#map-status").get_by_text("UMAP map").wait_for(timeout=240_000)
+    page.get_by_text("Two embedding spaces side by side").click()
+    page.locator("#map-compare-btn").click()
+    page.locator("#map-spaces-numbers").get_by_text("kNN overlap@10").wait_for(timeout=240_000)
+    page.locator("#map-plot-b .bx-map-plot.js-plotly-plot canvas").first.wait_for(timeout=30_000)
+    assert "all-MiniLM-L6-v2" in page.locator("#map-spaces-numbers").inner_text()
+    peer = page.evaluate("() => Array.from(document.querySelector('#map-plot-b .bx-map-plot')._bxMap.peer)")
+    assert sorted(peer) == list(range(len(peer)))  # whole documents: every chunk in both
+
+    box_select(page, "map-plot")  # select in A: the same chunks light up in B
+    page.locator("#map-selection-status").get_by_text("selected (box)").wait_for(timeout=20_000)
+    in_a = selected_rows(page, "map-plot")
+    assert in_a and sorted(peer[j] for j in selected_rows(page, "map-plot-b")) == sorted(in_a)
+
+    linked_b = json.dumps(selected_rows(page, "map-plot-b"), separators=(",", ":"))
+    box_select(page, "map-plot-b", 0.4)  # and back: select in B, A follows and the table lists them
+    page.wait_for_function("(first) => { const s = document.querySelector('#map-plot-b .bx-map-plot')"
+                           ".data[0].selectedpoints; return s && JSON.stringify(Array.from(s)) !== first; }",
+                           arg=linked_b, timeout=20_000)
+    in_b = selected_rows(page, "map-plot-b")
+    want = sorted(peer[j] for j in in_b)
+    assert in_b and want != sorted(in_a)
+    page.wait_for_function("(want) => { const s = document.querySelector('#map-plot .bx-map-plot').data[0]"
+                           ".selectedpoints; return s && JSON.stringify(Array.from(s).sort((a, b) => a - b)) === want; }",
+                           arg=json.dumps(want, separators=(",", ":")), timeout=20_000)  # A is restyled after B's event, asynchronously
+    page.wait_for_function(f"() => document.querySelectorAll('#map-selection [role=row]').length === {len(in_b) + 1}",
+                           timeout=20_000)
+    assert page.dialogs == []
