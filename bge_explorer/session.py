@@ -132,6 +132,10 @@ class Session(ProcessLocal):
                     self._states.popitem(last=False)
         return state
 
+    def states(self) -> list[IndexState]:
+        """The current index state and the recent ones this session keeps (other models or chunkings)."""
+        return self._all_states()
+
     def _all_states(self) -> list[IndexState]:
         with self._lock:
             return [s for s in [self.current, *self._states.values()] if s is not None]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from bge_explorer.app import explorer as ui
+from bge_explorer.app import explorer as ui, map as map_tab
 from bge_explorer.models import random_models
 from bge_explorer.models.catalog import BGE_EN_INSTRUCTION
 
@@ -18,7 +18,7 @@ def test_prefix_k_reranker_and_map_colouring_trigger_no_corpus_encode_and_no_uma
     *_, session = ui.load_corpus([sample_corpus])
     *_, session = ui.build_index(tiny_encoder, chunk_size=48, overlap=8, state=session, progress=None)
     ui.search_once("eiffel tower", "model default", "", 10, ui.NO_RERANKER, 5, session)
-    list(ui.map_view("document", session))
+    list(map_tab.map_view("document", session))
     encoded, fits = session.session.embedder.corpus_texts_encoded, session.maps.umap_fits
     assert fits == 1
     for mode, instruction, k, reranker, top_n, colour in [
@@ -26,7 +26,7 @@ def test_prefix_k_reranker_and_map_colouring_trigger_no_corpus_encode_and_no_uma
             ("custom", BGE_EN_INSTRUCTION, 3, tiny_reranker, 3, "document"),
             ("model default", "", 50, tiny_reranker, 20, "cluster")]:
         ui.search_once("eiffel tower", mode, instruction, k, reranker, top_n, session)
-        frames = list(ui.map_view(colour, session))
+        frames = list(map_tab.map_view(colour, session))
         assert "UMAP" in frames[-1][1]
     assert session.session.embedder.corpus_texts_encoded == encoded
     assert session.maps.umap_fits == fits

@@ -53,11 +53,10 @@ def test_full_flow_through_the_api(app_url, sample_corpus, tiny_encoder, tiny_re
     with_, without, summary = c.predict("eiffel tower paris", "Query: ", 5, api_name="/compare_prefix")
     assert len(with_["data"]) == len(without["data"]) == 5 and "Overlap" in summary
 
-    plot, status = c.predict("document", api_name="/map")
-    figure = json.loads(plot["plot"])
-    names = [trace.get("name") for trace in figure["data"]]
-    assert "query" in names and "retrieved top 5" in names and "reranked top 5" in names
-    assert all(trace["type"] == "scattergl" for trace in figure["data"])
+    payload, status = c.predict("document", "", api_name="/map")
+    drawn = json.loads(payload)  # the map's points: binary arrays (base64) and escaped text
+    assert drawn["n"] == len(chunks["data"]) and drawn["x"]["dtype"] == "float32"
+    assert len(drawn["query"]["retrieved"]) == 5 and len(drawn["query"]["reranked"]) == 5
     assert "UMAP map" in status
 
     csv_path = c.predict(api_name="/export_results")

@@ -1,6 +1,7 @@
 """The UI's event handlers called directly (no browser, no server) with tiny random models."""
 from __future__ import annotations
 
+import json
 import os
 import pickle
 
@@ -9,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bge_explorer.maps import projection
+from bge_explorer.maps import points, projection
 
-from bge_explorer.app import explorer as ui
+from bge_explorer.app import explorer as ui, map as map_tab
 from bge_explorer.app import layout, state as app_state
 from bge_explorer.models.catalog import BGE_EN_INSTRUCTION
 
@@ -60,7 +61,7 @@ def test_search_before_index_is_a_user_error(sample_corpus):
     with pytest.raises(gr.Error, match="Build the index"):
         ui.search_once("eiffel", state=app)
     with pytest.raises(gr.Error, match="Build the index"):
-        next(ui.map_view("document", app))
+        next(map_tab.map_view("document", app))
     with pytest.raises(gr.Error, match="Load a corpus"):
         ui.build_index("all-MiniLM-L6-v2", state=None, progress=None)
 
@@ -153,8 +154,8 @@ def test_user_text_never_becomes_markup(tmp_path, tiny_encoder):
     for html in (summary, detail, before.iloc[0]["text"]):
         assert "<script" not in html and "<img" not in html and "<i>" not in html and "${" not in html
     assert "&lt;<mark>script</mark>&gt;alert(1)&lt;/<mark>script</mark>&gt;" in detail
-    fig = next(ui.map_view("document", app))[0]
-    hover = " ".join(str(t) for trace in fig.data for t in (trace.text if trace.text is not None else []))
+    data = json.loads(next(map_tab.map_view("document", app))[0])
+    hover = " ".join(data["docs"] + data["text"])
     assert "<script" not in hover and "<img" not in hover and "&lt;script&gt;" in hover
 
 
@@ -169,19 +170,16 @@ def test_compare_prefix_reports_overlap(indexed):
 
 def test_map_previews_pca_then_umap_and_reuses_the_fit(indexed, tiny_reranker):
     ui.search_once("eiffel tower paris", "model default", "", 4, tiny_reranker, 6, indexed)
-    frames = list(ui.map_view("document", indexed))
+    frames = list(map_tab.map_view("document", indexed))
     assert "PCA preview" in frames[0][1] and "UMAP map" in frames[-1][1]
-    fig = frames[-1][0]
-    names = [trace.name for trace in fig.data]
-    assert "query" in names and "retrieved top 4" in names and "reranked top 4" in names
-    assert all(trace.type == "scattergl" for trace in fig.data)
-    docs_drawn = sum(len(t.x) for t in fig.data if t.name not in ("query", "retrieved top 4", "reranked top 4"))
-    assert docs_drawn == len(indexed.session.chunks)
+    data = json.loads(frames[-1][0])
+    assert len(data["query"]["retrieved"]) == 4 and len(data["query"]["reranked"]) == 4
+    assert data["n"] == len(points.decode_array(data["x"])) == len(indexed.session.chunks)
     fits = indexed.maps.umap_fits
     ui.search_once("password reset", "none", "", 3, ui.NO_RERANKER, 3, indexed)
-    frames = list(ui.map_view("cluster", indexed))
+    frames = list(map_tab.map_view("cluster", indexed))
     assert len(frames) == 1 and indexed.maps.umap_fits == fits  # the fitted map is reused for the new query
-    assert any(t.name.startswith("cluster") for t in frames[0][0].data)
+    assert json.loads(frames[0][0])["colour"]["title"] == "cluster"
 
 
 def test_umap_handles_tiny_corpora():
@@ -201,10 +199,9 @@ def test_exports(indexed, tmp_path):
     assert len(results) == 5 and results["query"].iloc[0] == "eiffel"
     chunks = pd.read_parquet(ui.export_chunks(indexed))
     assert len(chunks) == len(indexed.session.chunks) and len(chunks["embedding"].iloc[0]) == indexed.session.embedder.dim
-    files, note = ui.export_map("document", indexed)
+    files, note = map_tab.export_map("document", indexed)
     assert files[0].endswith(".html") and os.path.getsize(files[0]) > 100_000  # plotly.js inlined: opens offline
-    if not projection.kaleido_available():
-        assert len(files) == 1 and "kaleido" in note
+    assert files[1].endswith(".csv") and files[2].endswith(".parquet") and "PNG" in note
 
 
 def test_session_survives_pickling(indexed):

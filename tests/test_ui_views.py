@@ -7,7 +7,7 @@ import os
 import pytest
 
 from bge_explorer import settings
-from bge_explorer.app import choices, demo, explorer, share, views
+from bge_explorer.app import choices, demo, explorer, map as map_tab, share, views
 from bge_explorer.models.availability import availability
 from bge_explorer.models.catalog import DEFAULT_MODEL, OFFLINE_MODEL
 
@@ -75,7 +75,7 @@ def test_empty_states_follow_the_session(sample_corpus, tiny_encoder):
     assert views.shown("why_bm25", f) and not views.shown("why_lexical", f)  # no M3 panels for a dense model
     assert views.empty_message("export", f) is None
     assert views.empty_message("map", f) is not None
-    next(explorer.map_view("document", app))
+    next(map_tab.map_view("document", app))
     assert views.empty_message("map", views.facts(app)) is None
 
     *_, app = explorer.build_index(tiny_encoder, chunking="none", state=app, progress=None)

@@ -9,8 +9,9 @@ import gradio as gr
 import pytest
 import yaml
 
-from bge_explorer.app import explorer as ui
+from bge_explorer.app import explorer as ui, map as map_tab
 from bge_explorer.app import workbench as wb
+from bge_explorer.maps import points
 from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.retrieval.pipeline import retrieve
 
@@ -197,8 +198,10 @@ def test_the_map_colours_chunks_by_the_grade_of_their_document(sample_corpus, ti
     ui.search_once(query, "none", "", 5, ui.NO_RERANKER, 5, app)
     app.session.judgments.grade(query, "eiffel-tower", 3)
     app.session.judgments.grade(query, "bitcoin", 0)
-    *_, (figure, status, app) = list(ui.map_view("grade", app))
-    traces = {t.name: len(t.x) for t in figure.data}
+    *_, (payload, status, app) = list(map_tab.map_view("grade", app))
+    colour = json.loads(payload)["colour"]
+    codes = points.decode_array(colour["codes"])
+    traces = {name: int((codes == i).sum()) for i, name in enumerate(colour["names"])}
     docs = app.session.chunks.table["doc_id"].astype(str)
     assert traces["3 perfect (1)"] == int((docs == "eiffel-tower").sum()) == 1
     assert traces["0 irrelevant (1)"] == 1 and traces[f"unjudged ({len(docs) - 2})"] == len(docs) - 2

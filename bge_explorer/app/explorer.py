@@ -25,10 +25,8 @@ from bge_explorer.app import hybrid, state as app_state, workspace
 from bge_explorer.app.render import box, cell, esc, fail, highlight, label, snippet
 from bge_explorer.app.state import AppState
 from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
-from bge_explorer.data.judging import SCALES
 from bge_explorer.errors import Cancelled, ConfigError, ExplorerError, LimitError
 from bge_explorer.exports import chunk_table, results_table, write_csv
-from bge_explorer.maps import projection
 from bge_explorer.models.catalog import CATALOG, DEFAULT_MODEL
 from bge_explorer.models.loading import load_embedder, load_embedder_with_fallback
 from bge_explorer.retrieval import modes as registry
@@ -39,7 +37,6 @@ from bge_explorer.retrieval.pipeline import rerank_steps
 from bge_explorer.retrieval.planner import select_modes
 
 GRADE_COLUMN = "grade"
-COLOR_BY = ("document", "cluster", "grade")  # the map's colourings; grade: this session's judgments of the query
 
 log = logging.getLogger(__name__)
 
@@ -654,90 +651,6 @@ def compare_prefix(query: str, instruction: str = "", k: float = DEFAULT_K, stat
                f"{result.same_rank} at the same rank, {n - result.overlap} found only with the instruction.")
     return (table(with_, result.rank_in_b, "rank without"), table(without, result.rank_in_a, "rank with"),
             box("info", summary), app)
-
-
-# ------------------------------------------------------------------------------------------------------------ map
-
-def _marks(app: AppState) -> tuple[list[int], list[int], str | None, np.ndarray | None]:
-    ranking = app.current_ranking()
-    if ranking is None:
-        return [], [], None, None
-    k = app.shown_k
-    retrieved = [int(r) for r in ranking.rows[:k]]
-    reranked = [int(r) for r in ranking.final_rows()[:min(k, len(ranking.rerank_logits))]] \
-        if ranking.rerank_logits is not None else []
-    return retrieved, reranked, ranking.query, app.query_vector
-
-
-def _figure(app: AppState, proj: projection.Projection, color_by: str):
-    retrieved, reranked, query, qvec = _marks(app)
-    vectors = app.session.vectors
-    labels = projection.clusters(vectors) if color_by == "cluster" else None
-    query_xy = proj.transform(qvec[None, :]) if qvec is not None else None
-    store = app.session.judgments
-    grades = None
-    if color_by == "grade":  # each chunk coloured by its document's grade for the last query
-        judged = store.grades(query) if query else {}
-        grades = [judged.get(d) for d in app.session.chunks.table["doc_id"].astype(str)]
-    return projection.map_figure(proj, app.session.chunks.table, color_by=color_by, cluster_labels=labels,
-                                 query=query, query_xy=query_xy, retrieved=retrieved, reranked=reranked,
-                                 grades=grades, grade_names=SCALES[store.scale])
-
-
-def map_view(color_by: str = "document", state: Any = None):
-    """The map (generator): a PCA preview at once, then UMAP (fitted once per corpus and model) with the
-    last query drawn and its top-k / reranked top-n marked. Yields (figure, status, state)."""
-    app = app_state.get(state)
-    try:
-        key = app.map_key()
-    except ExplorerError as exc:
-        raise fail(exc) from None
-    vectors = app.session.vectors
-    color_by = color_by if color_by in COLOR_BY else "document"
-    app.mapped_state = app.session.current
-    ready = app.maps.ready(key)
-    if ready is None:
-        pca = app.maps.pca(key, vectors)
-        yield (_figure(app, pca, color_by),
-               box("info", "PCA preview. UMAP is computing (the first map in a fresh process also compiles "
-                           "numba code)…"), app)
-        try:
-            ready = app.maps.umap(key, vectors)
-        except RuntimeError as exc:
-            yield gr.skip(), box("warn", f"UMAP failed, the PCA map stays: {label(exc)}"), app
-            return
-    note = f" ({esc(ready.note)})" if ready.note else ""
-    kind = "UMAP" if ready.kind == "umap" else "PCA"
-    marks = " Query: star; retrieved top-k: open circles; reranked top-n: red diamonds." \
-        if app.current_ranking() is not None else " Search to see the query on the map."
-    if color_by == "grade":
-        ranking = app.current_ranking()
-        marks += (f" Colour: this session's grades of the documents for “{label(ranking.query)}” "
-                  f"({len(app.session.judgments.grades(ranking.query))} judged; grade results in Search or the "
-                  "Workbench)." if ranking is not None else " Colour by grade needs a search first.")
-    yield (_figure(app, ready, color_by), box("ok", f"{kind} map of {len(ready.coords)} chunks{note}; "
-                                                    f"computed once, reused for every query.{marks}"), app)
-
-
-def export_map(color_by: str = "document", state: Any = None):
-    """The current map as a self-contained HTML file, and as PNG when kaleido is installed. -> (files, note)."""
-    app = app_state.get(state)
-    try:
-        key = app.map_key()
-    except ExplorerError as exc:
-        raise fail(exc) from None
-    proj = app.maps.ready(key) or app.maps.pca(key, app.session.vectors)
-    fig = _figure(app, proj, color_by if color_by in COLOR_BY else "document")
-    folder = _tmpdir(app)
-    files = [projection.export_html(fig, os.path.join(folder, "bge-explorer-map.html"))]
-    png = projection.export_png(fig, os.path.join(folder, "bge-explorer-map.png"))
-    if png:
-        files.append(png)
-        note = "HTML and PNG ready."
-    else:
-        note = ("HTML ready. PNG export needs the kaleido package on the server; the camera icon in the map's "
-                "toolbar saves a PNG from the browser.")
-    return files, box("info", note)
 
 
 # --------------------------------------------------------------------------------------------------------- export

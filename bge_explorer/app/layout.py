@@ -17,10 +17,11 @@ from bge_explorer.app import choices, demo as tour, hybrid, state as app_state, 
 from bge_explorer.app.components import number_input, slider_input
 from bge_explorer.app.connect import build_connect_tab
 from bge_explorer.app.evaluate import build_evaluate_tab
-from bge_explorer.app.explorer import (COLOR_BY, INSTRUCTION_MODES, NO_RERANKER, build_index, client_left, compare_prefix,
+from bge_explorer.app import map as map_tab
+from bge_explorer.app.explorer import (INSTRUCTION_MODES, NO_RERANKER, build_index, client_left, compare_prefix,
                                        explain,
-                                       explain_after, explain_before, export_chunks, export_map, export_results,
-                                       load_corpus, load_sample, map_view, model_info, open_evaluated_query,
+                                       explain_after, explain_before, export_chunks, export_results,
+                                       load_corpus, load_sample, model_info, open_evaluated_query,
                                        rerun_search, retrieval_info, search, show_after_chunk, show_before_chunk,
                                        stop, toggle_colbert)
 from bge_explorer.app.render import box, esc
@@ -198,8 +199,8 @@ def _demo_and_links(page: Page, demo: gr.Blocks, demo_btn: gr.Button, demo_reran
                                    c.compare_outputs, api_visibility="private", **page.models))
     opened_map = c.open_map(steps[-1])
     steps.append(opened_map)
-    steps.append(opened_map.success(map_view, [c.color_by, page.state], c.map_outputs,
-                                              api_visibility="private", concurrency_limit=2))
+    steps.append(opened_map.success(map_tab.map_view, c.map_inputs, c.map_outputs,
+                                    api_visibility="private", concurrency_limit=2))
     page.changes.extend(steps)
     page.changes.extend(_share_link(page, steps[2]))
 
@@ -448,24 +449,84 @@ def _compare_tab(page: Page) -> None:
 
 
 def _map_tab(page: Page) -> None:
+    gr.set_static_paths(map_tab.static_files())  # plotly.min.js and the map's renderer, these two files only
     with gr.Row():
-        color_by = gr.Radio(list(COLOR_BY), value="document", label="Colour by",
-                            info="grade: the last query's judgments (Search or Workbench)")
+        color_by = gr.Dropdown(list(map_tab.COLOR_BY), value="document", label="Colour by", elem_id="map-colour",
+                               info="score, movement, grade: for the last search")
+        find = gr.Textbox(label="Find in the map", placeholder="words to highlight", elem_id="map-find")
         map_btn = gr.Button("Show map", variant="primary", elem_id="map-btn")
-        export_btn = gr.Button("Export map (HTML / PNG)", elem_id="export-map-btn")
+        export_btn = gr.Button("Export map (HTML, coordinates)", elem_id="export-map-btn")
+        png_btn = gr.Button("PNG", elem_id="map-png-btn")
     with page.gate("map"):
         status = gr.HTML(elem_id="map-status")
-        plot = gr.Plot(label="Chunk embeddings", elem_id="map-plot")
+        with gr.Row(equal_height=False):
+            with gr.Column(min_width=420):
+                plot = gr.HTML("", html_template=map_tab.TEMPLATE, js_on_load=map_tab.JS_ON_LOAD,
+                               head=map_tab.head(), elem_id="map-plot", min_height=640)
+            with gr.Column(min_width=420, visible=False) as b_column:  # a second space, selection linked
+                plot_b = gr.HTML("", html_template=map_tab.TEMPLATE, js_on_load=map_tab.JS_ON_LOAD,
+                                 head=map_tab.head(), elem_id="map-plot-b", min_height=640)
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=2, min_width=320):
+                detail = gr.HTML(box("info", "Click a point to read its chunk here."), elem_id="map-detail")
+                similar_btn = gr.Button("Find similar", elem_id="map-similar-btn")
+            with gr.Column(scale=3, min_width=420):
+                selection_note = gr.HTML(elem_id="map-selection-status")
+                selection = _df("Selected chunks", elem_id="map-selection", headers=map_tab.SELECTION_HEADERS,
+                                column_widths=["22%", "64px", "110px", "60%"])
+                with gr.Row():
+                    grade = gr.Radio([f"{g} {name}" for g, name in enumerate(SCALES["graded"])], value="2 relevant",
+                                     label="Grade for the current query", elem_id="map-grade")
+                    grade_btn = gr.Button("Grade the selection", elem_id="map-grade-btn")
+                with gr.Row():
+                    within = gr.Textbox(label="Search within the selection", elem_id="map-within")
+                    within_btn = gr.Button("Search within", elem_id="map-within-btn")
+                within_df = _df("Selection ranked", elem_id="map-within-results",
+                                headers=map_tab.SEARCH_HEADERS, visible=False)
+                selection_btn = gr.Button("Export the selection (CSV)", elem_id="map-export-selection-btn")
+                selection_file = gr.File(label="Selection CSV", interactive=False, visible=False)
+        with gr.Accordion("Two embedding spaces side by side", open=False):
+            with gr.Row():
+                space_b = gr.Dropdown([], label="Compare with another index of this corpus", elem_id="map-space-b",
+                                      info="the indexes this session built with other models or chunkings")
+                compare_btn = gr.Button("Map side by side", elem_id="map-compare-btn")
+            numbers = gr.HTML(elem_id="map-spaces-numbers")
     files = gr.File(label="Map files", file_count="multiple", interactive=False, visible=False)
     note = gr.HTML()
     page.controls.color_by = color_by
+    page.controls.map_inputs = [color_by, page.state, find]
     page.controls.map_outputs = [plot, status, page.state]
     opening = dict(fn=_open_map, inputs=[page.state], outputs=[page.state], queue=False, api_visibility="private")
     page.controls.open_map = lambda event: event.success(**opening)  # the PCA preview shows while UMAP computes
     page.changes.append(map_btn.click(**opening))
-    page.changes.append(map_btn.click(map_view, [color_by, page.state], page.controls.map_outputs, api_name="map",
-                                      concurrency_limit=2))
-    _reveal(export_btn.click(export_map, [color_by, page.state], [files, note], api_name="export_map"), files)
+    draw = dict(fn=map_tab.map_view, inputs=page.controls.map_inputs, outputs=page.controls.map_outputs,
+                concurrency_limit=2)
+    page.changes.append(map_btn.click(api_name="map", **draw))
+    page.changes.append(color_by.input(api_visibility="private", **draw))
+    page.changes.append(find.submit(api_visibility="private", **draw))
+    for shown in (plot, plot_b):
+        shown.point_click(map_tab.point_click, [page.state], [detail, page.state], api_visibility="private")
+        shown.points_selected(map_tab.points_selected, [page.state], [selection, selection_note, page.state],
+                              api_visibility="private")
+    map_btn.click(map_tab.space_choices, [page.state], [space_b, page.state], api_visibility="private")
+    compare_btn.click(map_tab.compare_spaces, [space_b, page.state], [plot_b, numbers, page.state],
+                      api_name="map_compare", concurrency_limit=2).success(
+        lambda: gr.update(visible=True), None, [b_column], queue=False, api_visibility="private")
+    similar = similar_btn.click(map_tab.similar_query, [page.state], [page.query, selection_note, page.state],
+                                api_visibility="private")
+    searched = similar.success(gpu(search), page.search_inputs, page.search_outputs, api_visibility="private",
+                               **page.models)
+    page.changes.append(searched.success(api_visibility="private", **draw))
+    grade_btn.click(map_tab.grade_selection, [grade, page.state], [selection, selection_note, page.state],
+                    api_name="map_grade_selection")
+    within_btn.click(map_tab.search_selection, [within, page.state], [within_df, selection_note, page.state],
+                     api_name="map_search_selection", **page.models).then(
+        lambda: gr.update(visible=True), None, [within_df], queue=False, api_visibility="private")
+    _reveal(selection_btn.click(map_tab.export_selection, [page.state], [selection_file],
+                                api_name="map_export_selection"), selection_file)
+    _reveal(export_btn.click(map_tab.export_map, page.controls.map_inputs, [files, note], api_name="export_map"),
+            files)
+    png_btn.click(None, None, None, js=map_tab.PNG_JS, api_visibility="private")
 
 
 def _gate_parts(page: Page, *names: str) -> list:

@@ -45,6 +45,8 @@ class AppState(ProcessLocal):
         self.marked: set[str] = set()  # ... and its relevant document ids, marked in the results
         self.judging: tuple[str, list[str]] | None = None  # Workbench: the query being judged and its documents
         self.graded_row: tuple[str, int] | None = None  # Search: the result the grade keys act on (table, row)
+        self.map_point: int | None = None  # Map: the chunk row last clicked ...
+        self.map_selection: list[int] = []  # ... and the rows of the last lasso / box selection
         self.query_set: list[str] = []  # Workbench: the query set
         self.experiment = None  # Workbench: the last experiment's result, for its per-query view
         self.tuned_models: list[str] = []  # Workbench: directories of the models fine-tuned in this session

@@ -1,8 +1,8 @@
 """2-D maps of chunk embeddings: a PCA preview at once, UMAP when it is ready, queries placed on both.
 
 A map is fitted once per (vectors, model) and reused for every query: queries are placed with the
-fitted projection's ``transform``. :func:`map_figure` draws it with plotly's WebGL scatter
-(``go.Scattergl``), so thousands of points stay smooth. No UI code here.
+fitted projection's ``transform``. :mod:`bge_explorer.maps.points` turns a map into the page's binary payload;
+:mod:`bge_explorer.maps.labels` names its clusters. No UI code here.
 
 UMAP's first fit in a process pays numba's JIT (15 s and more on 2 cores); :func:`warm_up` runs a
 tiny fit in a background thread at app start so the first user does not wait for it.
@@ -11,32 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import html
-import importlib.util
 import logging
-import os
 import sys
 import threading
 import warnings
-from pathlib import Path
-from typing import Literal, Sequence
 
 import numpy as np
-import pandas as pd
 
 from bge_explorer import settings
 
 log = logging.getLogger(__name__)
 
+MAPS_KEPT = 2  # a session keeps the maps of two spaces (its index and one to compare with)
 MIN_UMAP_POINTS = 5  # below this, UMAP has no neighbourhood to speak of: the PCA map is the map
 DEFAULT_NEIGHBORS = 15
 RANDOM_STATE = 42  # the same corpus and model give the same map every time
-MAX_LEGEND_DOCUMENTS = 40  # past this, documents share one trace coloured by a scale, without a legend
-HOVER_CHARS = 120
-
-ColorBy = Literal["document", "cluster", "grade"]
-GRADE_COLOURS = ("#8C564B", "#E6A532", "#5AAE61", "#1B7837")  # 0 irrelevant .. 3 perfect
-UNJUDGED_COLOUR = "#CFCFCF"
 
 
 @dataclasses.dataclass
@@ -75,6 +64,13 @@ def fit_pca(vectors: np.ndarray) -> Projection:
         components = np.vstack([components, np.zeros((2 - len(components), vectors.shape[1]), np.float32)])
     components = components.astype(np.float32)
     return Projection("pca", (centered @ components.T).astype(np.float32), (mean, components))
+
+
+def _kept(maps: dict[str, Projection], key: str, projection: Projection) -> dict[str, Projection]:
+    """``maps`` with ``key`` added last, keeping the newest MAPS_KEPT."""
+    out = {k: v for k, v in maps.items() if k != key}
+    out[key] = projection
+    return dict(list(out.items())[-MAPS_KEPT:])
 
 
 _JIT_MODULES = ("umap", "pynndescent")
@@ -145,7 +141,7 @@ def vectors_key(vectors: np.ndarray, model_key: object) -> str:
 
 class MapStore:
     """One session's maps: PCA computed on demand, UMAP fitted once per key (in a background thread
-    when asked), both reused for every query. Thread-safe."""
+    when asked), both reused for every query; the last MAPS_KEPT keys are kept. Thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -153,6 +149,7 @@ class MapStore:
         self._umap: dict[str, Projection] = {}
         self._pending: dict[str, threading.Event] = {}
         self._errors: dict[str, str] = {}
+        self._derived: dict[tuple[str, str], object] = {}  # what is computed from a map once (clusters, labels)
         self.umap_fits = 0  # how many UMAP fits this store ran (a map is fitted once per key)
 
     def __getstate__(self) -> dict:  # locks and running fits stay behind (ZeroGPU pickles sessions)
@@ -165,8 +162,20 @@ class MapStore:
     def pca(self, key: str, vectors: np.ndarray) -> Projection:
         with self._lock:
             if key not in self._pca:
-                self._pca = {key: fit_pca(vectors)}  # keep only the current corpus's map
+                self._pca = _kept(self._pca, key, fit_pca(vectors))
             return self._pca[key]
+
+    def derived(self, key: str, name: str, compute):
+        """``compute()`` once per (map key, name), kept for the last MAPS_KEPT keys (k-means, labels)."""
+        with self._lock:
+            if (key, name) in self._derived:
+                return self._derived[(key, name)]
+        value = compute()
+        with self._lock:
+            keys = list(dict.fromkeys([k for k, _ in self._derived if k != key] + [key]))[-MAPS_KEPT:]
+            self._derived = {k: v for k, v in self._derived.items() if k[0] in keys}
+            self._derived[(key, name)] = value
+        return value
 
     def ready(self, key: str) -> Projection | None:
         with self._lock:
@@ -188,7 +197,7 @@ class MapStore:
             try:
                 projection = fit_umap(vectors)
                 with self._lock:
-                    self._umap = {key: projection}
+                    self._umap = _kept(self._umap, key, projection)
                     self.umap_fits += 1
             except Exception as exc:  # shown to the user; the PCA map stays usable
                 log.exception("UMAP fit failed")
@@ -255,110 +264,3 @@ def clusters(vectors: np.ndarray, k: int | None = None) -> np.ndarray:
     from sklearn.cluster import KMeans
 
     return KMeans(n_clusters=min(k, n), n_init=3, random_state=0).fit_predict(vectors).astype(np.int64)
-
-
-def _plain(text: object, limit: int | None = None) -> str:
-    """User text for plotly labels: shortened, whitespace folded, HTML-escaped (plotly reads a few tags)."""
-    text = " ".join(str(text).split())
-    if limit is not None and len(text) > limit:
-        text = text[:limit - 1] + "…"
-    return html.escape(text, quote=True)
-
-
-def _hover(table: pd.DataFrame) -> list[str]:
-    return [f"<b>{_plain(doc, 80)}</b> · chunk {int(chunk)}<br>{_plain(text, HOVER_CHARS)}"
-            for doc, chunk, text in zip(table["doc_id"], table["chunk"], table["text"])]
-
-
-def _palette() -> list[str]:
-    from plotly.colors import qualitative
-
-    return list(dict.fromkeys(qualitative.Plotly + qualitative.Dark24 + qualitative.Light24))
-
-
-def map_figure(projection: Projection, chunks: pd.DataFrame, *, color_by: ColorBy = "document",
-               cluster_labels: Sequence[int] | None = None, query: str | None = None,
-               query_xy: np.ndarray | None = None, retrieved: Sequence[int] = (), reranked: Sequence[int] = (),
-               grades: Sequence[int | None] | None = None, grade_names: Sequence[str] = (),
-               title: str | None = None):
-    """A plotly figure of the map.
-
-    ``chunks``: the chunk table (doc_id, chunk, text), aligned with ``projection.coords``.
-    ``color_by="grade"``: ``grades`` has each chunk's judged grade for the query (None: unjudged) and
-    ``grade_names`` the scale's names (grade i is ``grade_names[i]``).
-    ``retrieved`` / ``reranked``: chunk row positions of the retrieval top-k and the reranked top-n,
-    drawn as open circles and diamonds over the points; the query is a star. All user text is escaped.
-    """
-    import plotly.graph_objects as go
-
-    coords = projection.coords
-    hover = np.array(_hover(chunks), dtype=object)
-    fig = go.Figure()
-    palette = _palette()
-    if color_by == "cluster":
-        labels = np.asarray(cluster_labels if cluster_labels is not None else np.zeros(len(coords)), dtype=np.int64)
-        groups = [(f"cluster {c}", labels == c, palette[i % len(palette)]) for i, c in enumerate(np.unique(labels))]
-    elif color_by == "grade":
-        graded = np.array([-1 if g is None else int(g) for g in (grades if grades is not None else [None] * len(coords))])
-        groups = [(f"unjudged ({int((graded < 0).sum())})", graded < 0, UNJUDGED_COLOUR)]
-        groups += [(f"{g} {name} ({int((graded == g).sum())})", graded == g, GRADE_COLOURS[g % len(GRADE_COLOURS)])
-                   for g, name in enumerate(grade_names) if (graded == g).any()]
-    else:
-        docs = chunks["doc_id"].astype(str).to_numpy()
-        unique = list(dict.fromkeys(docs))
-        groups = ([(_plain(d, 40), docs == d, palette[i % len(palette)]) for i, d in enumerate(unique)]
-                  if len(unique) <= MAX_LEGEND_DOCUMENTS else [])
-        if not groups:  # many documents: one trace, colour by document number
-            codes = pd.factorize(docs)[0]
-            fig.add_trace(go.Scattergl(
-                x=coords[:, 0], y=coords[:, 1], mode="markers", name=f"{len(unique)} documents",
-                marker=dict(size=6, color=codes, colorscale="Turbo", opacity=0.75),
-                text=hover, hovertemplate="%{text}<extra></extra>"))
-    for name, mask, colour in groups:
-        fig.add_trace(go.Scattergl(
-            x=coords[mask, 0], y=coords[mask, 1], mode="markers", name=name,
-            marker=dict(size=7, color=colour, opacity=0.75),
-            text=hover[mask], hovertemplate="%{text}<extra></extra>"))
-    for rows, label, marker in (
-            (list(retrieved), "retrieved", dict(size=13, symbol="circle-open", color="#111111", line=dict(width=2))),
-            (list(reranked), "reranked", dict(size=15, symbol="diamond-open", color="#D62728", line=dict(width=2)))):
-        if rows:
-            fig.add_trace(go.Scattergl(
-                x=coords[rows, 0], y=coords[rows, 1], mode="markers", name=f"{label} top {len(rows)}", marker=marker,
-                text=[f"{label} rank {r + 1}<br>{hover[row]}" for r, row in enumerate(rows)],
-                hovertemplate="%{text}<extra></extra>"))
-    if query_xy is not None and len(query_xy):
-        fig.add_trace(go.Scattergl(
-            x=query_xy[:, 0], y=query_xy[:, 1], mode="markers", name="query",
-            marker=dict(size=20, symbol="star", color="#FFD700", line=dict(width=1.5, color="#000000")),
-            text=[f"query: {_plain(query or '', HOVER_CHARS)}"] * len(query_xy), hovertemplate="%{text}<extra></extra>"))
-    label = "UMAP" if projection.kind == "umap" else "PCA"
-    fig.update_layout(
-        title=dict(text=title or f"{label} of {len(coords)} chunk embeddings"),
-        xaxis=dict(title=f"{label} 1", zeroline=False), yaxis=dict(title=f"{label} 2", zeroline=False),
-        legend=dict(itemsizing="constant"), margin=dict(l=40, r=10, t=50, b=40), height=620,
-        template="plotly_white", hovermode="closest")
-    return fig
-
-
-def kaleido_available() -> bool:
-    """Whether static image export (PNG) can work: plotly needs the ``kaleido`` package for it."""
-    return importlib.util.find_spec("kaleido") is not None
-
-
-def export_html(fig, path: str | os.PathLike) -> str:
-    """Self-contained interactive HTML (plotly.js inlined, so it opens offline)."""
-    fig.write_html(str(path), include_plotlyjs=True, full_html=True)
-    return str(path)
-
-
-def export_png(fig, path: str | os.PathLike, scale: float = 2.0) -> str | None:
-    """PNG through kaleido; None when kaleido is not installed or cannot run (no Chrome for it)."""
-    if not kaleido_available():
-        return None
-    try:
-        fig.write_image(str(path), format="png", scale=scale, width=1100, height=700)
-    except Exception as exc:  # kaleido 1.x needs a Chrome/Chromium it can start
-        log.warning("PNG export failed: %s", exc)
-        return None
-    return str(path) if Path(path).exists() else None
