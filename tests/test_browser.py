@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from browser_support import CHROMIUM, CHROMIUM_ARGS, record_errors, served_app
+from browser_support import CHROMIUM, open_page, served_as_deployed
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "test-artifacts"
@@ -24,35 +24,20 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install -y chromium"),
 ]
 
-sync_api = pytest.importorskip("playwright.sync_api")
-
+pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
 def app_url():
-    os.environ["BGE_EXPLORER_AUTO_UMAP"] = "1"  # as served: UMAP fits in the background after a build
-    try:
-        with served_app() as url:
-            yield url
-    finally:
-        os.environ["BGE_EXPLORER_AUTO_UMAP"] = "0"
+    with served_as_deployed() as url:
+        yield url
 
 
 @pytest.fixture()
 def page(app_url):
     ARTIFACTS.mkdir(exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        page = context.new_page()
-        page.dialogs = []
-        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
-        record_errors(page)
-        page.goto(app_url, wait_until="domcontentloaded")
-        page.get_by_role("tab", name="Corpus").wait_for(timeout=60_000)
+    with open_page(app_url, 1000) as page:
         yield page
-        context.close()
-        browser.close()
 
 
 def shot(page, name: str, readme: bool = False) -> None:

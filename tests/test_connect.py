@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import gradio as gr
 import numpy as np
 import pytest
 
@@ -199,3 +200,33 @@ def test_cli_experiment_index_on_qdrant_matches_in_memory(shards_dir, tmp_path, 
     assert main(["experiment-index", "--index", "qdrant", "--uri", store, "--collection", "c",
                  "--configs", str(configs)]) == 2
     assert "--beir DIR_OR_ZIP or as --qrels" in capsys.readouterr().err
+
+
+def test_app_experiment_on_a_connected_index(shards_dir, tmp_path, tiny_encoder):
+    """The Connect tab's experiment: judgments uploaded as CSV, the template's configurations (stored instruction,
+    none, BM25 fusion) on the store give the in-memory metrics; names render as text; bad YAML names the field."""
+    import yaml
+
+    from bge_explorer.app.connect import experiment_connection, experiment_template, open_connection
+    from bge_explorer.evaluation.evaluate import evaluate
+
+    folder, session, ids = shards_dir
+    _, state = open_connection("parquet", "", "", str(folder), "", False, None)
+    judgments = connected_judgments(session, n=6, seed=2)
+    csv = tmp_path / "judged.csv"
+    csv.write_text("query,doc_id,grade\n" + "".join(f'"{judgments.queries[q]}",{d},{g}\n'
+                                                    for q, docs in judgments.qrels.items() for d, g in docs.items()))
+    template = yaml.safe_load(experiment_template(state))
+    template["configurations"][1]["name"] = "<b>none</b>"
+    status, table, _ = experiment_connection([str(csv)], yaml.safe_dump(template), "", state)
+    assert "6 judged queries" in status and "<b>none</b>" not in status
+    base = RetrievalConfig(model=tiny_encoder, chunk_size=16, overlap=4, precision="fp32")
+    for config in template["configurations"]:
+        fields = {k: v for k, v in config.items() if k != "name"}
+        want = evaluate(session, judgments, RetrievalConfig.from_dict({**base.to_dict(), **fields})).final["ndcg@10"].mean()
+        got = table.loc[table["configuration"].str.contains("none") if "none" in config["name"]
+                        else table["configuration"] == config["name"], "ndcg@10"].item()
+        assert got == pytest.approx(want, abs=5e-5), config["name"]  # the table rounds to 4 places
+    with pytest.raises(gr.Error, match="configurations"):
+        experiment_connection([str(csv)], "configurations: [", "", state)
+    state.connection.index.close()

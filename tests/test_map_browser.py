@@ -9,7 +9,7 @@ import os
 import numpy as np
 import pytest
 
-from browser_support import CHROMIUM, CHROMIUM_ARGS, record_errors, served_app
+from browser_support import CHROMIUM, open_page, served_as_deployed
 from bge_explorer.maps import selection
 
 pytestmark = [
@@ -17,7 +17,7 @@ pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install -y chromium"),
 ]
 
-sync_api = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 PLOT = "#map-plot .bx-map-plot"
 PAYLOAD = "<script>alert(1)</script> <img src=x onerror=alert(1)>"
@@ -42,28 +42,14 @@ TO_DATA_JS = """([px, py]) => {
 
 @pytest.fixture(scope="module")
 def app_url():
-    os.environ["BGE_EXPLORER_AUTO_UMAP"] = "1"
-    try:
-        with served_app() as url:
-            yield url
-    finally:
-        os.environ["BGE_EXPLORER_AUTO_UMAP"] = "0"
+    with served_as_deployed() as url:
+        yield url
 
 
 @pytest.fixture()
 def page(app_url):
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        context = browser.new_context(viewport={"width": 1400, "height": 1600})  # the whole map in view
-        page = context.new_page()
-        page.dialogs = []
-        page.on("dialog", lambda d: (page.dialogs.append(d.message), d.dismiss()))
-        record_errors(page)
-        page.goto(app_url, wait_until="domcontentloaded")
-        page.get_by_role("tab", name="Corpus").wait_for(timeout=60_000)
+    with open_page(app_url, 1600) as page:  # the whole map in view
         yield page
-        context.close()
-        browser.close()
 
 
 def open_tab(page, name: str) -> None:

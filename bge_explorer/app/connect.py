@@ -2,19 +2,28 @@
 
 The handlers call :mod:`bge_explorer.scale.connect`: the stored model identity is checked against the model
 chosen (a mismatch is refused with the reason shown), a store without identity metadata needs the model
-confirmed, and the results are the Search tab's before/after tables, reranked through the same cache.
+confirmed, and the results are the Search tab's before/after tables, reranked through the same cache. An
+experiment on uploaded judgments runs through :mod:`bge_explorer.scale.experiment` and shows the Workbench's
+leaderboard.
 Off on a public deployment: a visitor must not make the server open files or reach other hosts.
 """
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import gradio as gr
 import pandas as pd
+import yaml
 
 from bge_explorer import settings
 from bge_explorer.app import state as app_state, workspace
 from bge_explorer.app.explorer import after_table, before_table
 from bge_explorer.app.render import box, esc, fail
-from bge_explorer.errors import ExplorerError
+from bge_explorer.app.workbench import MAX_YAML_CHARS, results_figure, results_table
+from bge_explorer.data.judging import JudgmentStore
+from bge_explorer.errors import ConfigError, ExplorerError
+from bge_explorer.evaluation.experiment import ExperimentPlan
 from bge_explorer.models.catalog import RERANKERS
 from bge_explorer.retrieval.rerank import RerankCache
 from bge_explorer.scale import connect as engine
@@ -31,6 +40,72 @@ class Connected:
 
     def __init__(self, connection: engine.Connection):
         self.connection, self.rerank_cache = connection, RerankCache()
+
+
+def experiment_template(current: Connected | None) -> str:
+    """Configurations a connected store can compare: its instruction or none, BM25 fusion over the candidates."""
+    instruction = current.connection.instruction if current is not None else ""
+    return yaml.safe_dump({"baseline": "stored instruction", "configurations": [
+        {"name": "stored instruction", "instruction": instruction},
+        {"name": "no instruction", "instruction": ""},
+        {"name": "+ BM25 (RRF)", "instruction": instruction, "modes": ["dense", "bm25"], "fusion": "rrf"}]},
+        sort_keys=False, allow_unicode=True)
+
+
+def read_judgments(files: Any):
+    """Uploaded judgments (a BEIR zip or a ``query,doc_id[,grade]`` CSV) -> Judgments."""
+    store = JudgmentStore()
+    paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in (files or [])]
+    if not paths:
+        raise ExplorerError("Upload judgments first: a BEIR zip (queries.jsonl + qrels/test.tsv) or a "
+                            "query,doc_id,grade CSV.")
+    for path in paths:
+        name = Path(path).name
+        store.load_beir(path, name) if name.lower().endswith(".zip") else store.load_csv(path, name)
+    return store.to_judgments()
+
+
+def connected_plan(configs_yaml: str, baseline: str, current: Connected) -> ExperimentPlan:
+    """The configurations text (bounded) as a plan whose configurations default to the store's model."""
+    from bge_explorer.retrieval.config import RetrievalConfig
+
+    text = configs_yaml or ""
+    if len(text) > MAX_YAML_CHARS:
+        raise ConfigError("configurations", f"{len(text):,} characters, over the limit of {MAX_YAML_CHARS:,}")
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError("configurations", f"not valid YAML: {str(exc)[:200]}") from None
+    plan = ExperimentPlan.from_dict(data, base=RetrievalConfig(model=current.connection.embedder.spec.name,
+                                                               chunk_size=None))
+    if baseline and baseline.strip():
+        plan.baseline = baseline.strip()
+    return plan.checked()
+
+
+def experiment_connection(files: Any, configs_yaml: str, baseline: str, current: Connected | None,
+                          progress=gr.Progress()):
+    """Run the configurations on the connected store against the uploaded judgments -> (status, leaderboard,
+    chart)."""
+    from bge_explorer.scale.experiment import run_connected_experiment
+
+    if current is None:
+        raise fail(ExplorerError("Connect to an index first."))
+    try:
+        judgments = read_judgments(files)
+        plan = connected_plan(configs_yaml, baseline, current)
+        result = run_connected_experiment(
+            current.connection, judgments, plan, rerank_cache=current.rerank_cache, n_resamples=5_000,
+            progress=lambda stage, done, total: progress(done / max(total, 1), desc=f"{stage} {done}/{total}"))
+    except ExplorerError as exc:
+        raise fail(exc) from None
+    best, margin, p = result.best("ndcg@10")
+    notes = dict.fromkeys(n for r in result.results.values() for n in r.notes)
+    status = (f"{len(plan.configurations)} configurations on {len(judgments)} judged queries of "
+              f"{esc(current.connection.where)}. Best on nDCG@10: {esc(best)}"
+              + ("" if best == plan.baseline else f", {margin:+.4f} over {esc(plan.baseline)} (Holm p = {p:.4f})")
+              + "".join(f"<br>note: {esc(n)}" for n in notes))
+    return box("info", status), results_table(result), results_figure(result)
 
 
 def open_connection(backend: str, uri: str, collection: str, path: str, model: str, confirm: bool,
@@ -89,7 +164,26 @@ def build_connect_tab() -> None:
         search = gr.Button("Search")
     before = gr.Dataframe(label="Retrieved", datatype="markdown", wrap=True)
     after = gr.Dataframe(label="Reranked", datatype="markdown", wrap=True)
+    with gr.Accordion("Experiment on this index: configurations against your judgments", open=False):
+        gr.Markdown("Compare the query instruction, BM25 fusion over the fetched candidates and rerankers on the "
+                    "stored vectors; each configuration gets intervals and a Holm-adjusted test against the "
+                    "baseline. Judgments: a BEIR zip (queries.jsonl + qrels/test.tsv, as the Workbench exports) "
+                    "or a query,doc_id,grade CSV. To compare rerankers add `reranker: NAME` and `top_n: 20` to "
+                    "a configuration.")
+        with gr.Row():
+            judgments = gr.File(label="Judgments (.zip or .csv)", file_types=[".zip", ".csv"],
+                                file_count="multiple", elem_id="connect-judgments")
+            configs = gr.Code(experiment_template(None), language="yaml", label="Configurations (YAML)",
+                              elem_id="connect-configs")
+        with gr.Row():
+            baseline = gr.Textbox(label="Baseline (empty: the file's)", scale=2)
+            run = gr.Button("Run the experiment", variant="primary", elem_id="connect-experiment-btn")
+        ex_status = gr.HTML(elem_id="connect-experiment-status")
+        leaderboard = gr.Dataframe(label="Leaderboard", wrap=True, elem_id="connect-leaderboard")
+        chart = gr.Plot(label="nDCG@10 with 95% intervals")
     connect.click(open_connection, [backend, uri, collection, path, model, confirm, state], [status, state],
-                  api_name="connect_index")
+                  api_name="connect_index").then(experiment_template, state, configs)
+    run.click(experiment_connection, [judgments, configs, baseline, state], [ex_status, leaderboard, chart],
+              api_name="experiment_index")
     gr.on([search.click, query.submit], search_connection, [query, k, reranker, top_n, state], [before, after],
           api_name="search_index")

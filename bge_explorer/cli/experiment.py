@@ -84,15 +84,20 @@ def cmd_experiment(args: argparse.Namespace) -> None:
                             on_result=lambda name, r: print(f"done: {name} ({sum(r.timings.values()):.1f} s)",
                                                             file=sys.stderr))
     print(format_experiment(result))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result.to_dict(), f, indent=1, ensure_ascii=False)
-        print(f"wrote {args.json}", file=sys.stderr)
-    if args.csv:
-        result.per_query().to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}", file=sys.stderr)
+    write_experiment(result, args.json, args.csv)
     if args.decision or args.code_dir:
         write_winner(result, data.judgments, args.decision, args.code_dir)
+
+
+def write_experiment(result: ExperimentResult, json_path: str | None, csv_path: str | None) -> None:
+    """The experiment as JSON (:meth:`ExperimentResult.to_dict`) and its per-query metrics as CSV, where asked."""
+    if json_path:
+        with open(json_path, "w", encoding="utf-8") as f:
+            json.dump(result.to_dict(), f, indent=1, ensure_ascii=False)
+        print(f"wrote {json_path}", file=sys.stderr)
+    if csv_path:
+        result.per_query().to_csv(csv_path, index=False)
+        print(f"wrote {csv_path}", file=sys.stderr)
 
 
 def write_winner(result: ExperimentResult, judgments, decision_path: str | None, code_dir: str | None) -> None:

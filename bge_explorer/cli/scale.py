@@ -4,7 +4,6 @@ evaluated on an existing index against judgments)."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 import pandas as pd
@@ -105,7 +104,7 @@ def _judgments(args: argparse.Namespace):
 
 def cmd_experiment_index(args: argparse.Namespace) -> None:
     from bge_explorer.cli.evaluate import stage_progress
-    from bge_explorer.cli.experiment import format_experiment
+    from bge_explorer.cli.experiment import format_experiment, write_experiment
     from bge_explorer.evaluation.experiment import ExperimentPlan
     from bge_explorer.retrieval.config import RetrievalConfig
     from bge_explorer.scale.experiment import run_connected_experiment
@@ -126,13 +125,7 @@ def cmd_experiment_index(args: argparse.Namespace) -> None:
     print(format_experiment(result))
     for note in dict.fromkeys(n for r in result.results.values() for n in r.notes if n not in judgments.notes):
         print(f"note: {note}", file=sys.stderr)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result.to_dict(), f, indent=1, ensure_ascii=False)
-        print(f"wrote {args.json}", file=sys.stderr)
-    if args.csv:
-        result.per_query().to_csv(args.csv, index=False)
-        print(f"wrote {args.csv}", file=sys.stderr)
+    write_experiment(result, args.json, args.csv)
 
 
 def _connect_options(parser: argparse.ArgumentParser) -> None:
