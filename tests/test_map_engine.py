@@ -132,3 +132,23 @@ def test_document_silhouette_against_the_formula():
         s.append((b - a) / max(a, b))
     assert spaces.document_silhouette(vectors, docs) == pytest.approx(np.mean(s), abs=1e-9)
     assert spaces.document_silhouette(vectors, np.array(["a"] * 11)) is None
+
+
+def test_umap_past_the_fit_sample_fits_a_sample_and_places_every_other_chunk():
+    """Every chunk is drawn: the seeded sample's positions are a UMAP fit of the sample alone, the others are
+    that fit's transform of them; the note says how many shaped the map."""
+    from bge_explorer.maps import projection
+
+    rng = np.random.default_rng(3)
+    centres = rng.normal(size=(4, 16))
+    vectors = (centres[rng.integers(0, 4, 260)] + 0.1 * rng.normal(size=(260, 16))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    whole = projection.fit_umap(vectors, fit_sample=200)
+    rows = np.sort(np.random.default_rng(0).choice(260, 200, replace=False))
+    alone = projection.fit_umap(vectors[rows], fit_sample=200)
+    assert whole.coords.shape == (260, 2) and np.isfinite(whole.coords).all()
+    np.testing.assert_allclose(whole.coords[rows], alone.coords, atol=1e-5)
+    rest = np.setdiff1d(np.arange(260), rows)
+    np.testing.assert_allclose(whole.coords[rest], alone.transform(vectors[rest]), atol=1e-4)
+    assert "sample of 200 of the 260 chunks" in whole.note
+    assert "sample" not in projection.fit_umap(vectors[:100], fit_sample=200).note

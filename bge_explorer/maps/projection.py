@@ -26,6 +26,7 @@ MAPS_KEPT = 2  # a session keeps the maps of two spaces (its index and one to co
 MIN_UMAP_POINTS = 5  # below this, UMAP has no neighbourhood to speak of: the PCA map is the map
 DEFAULT_NEIGHBORS = 15
 RANDOM_STATE = 42  # the same corpus and model give the same map every time
+FIT_SAMPLE = 50_000  # past this many chunks UMAP is fitted on a seeded sample of them and places the rest
 
 
 @dataclasses.dataclass
@@ -110,12 +111,24 @@ def import_umap():
 
 
 def fit_umap(vectors: np.ndarray, n_neighbors: int = DEFAULT_NEIGHBORS, min_dist: float = 0.1,
-             random_state: int | None = RANDOM_STATE) -> Projection:
+             random_state: int | None = RANDOM_STATE, fit_sample: int = FIT_SAMPLE) -> Projection:
     """UMAP (cosine) over the vectors. Small sets are handled: fewer than MIN_UMAP_POINTS points give
     the PCA map with a note; ``n_neighbors`` is capped at n - 1; below 50 points the layout starts from a
-    random init (spectral init needs a connected graph)."""
+    random init (spectral init needs a connected graph). Past ``fit_sample`` vectors UMAP is fitted on a
+    seeded sample of ``fit_sample`` of them and the others are placed by its ``transform``: every chunk is
+    drawn, and the note says how many shaped the map."""
     vectors = np.asarray(vectors, dtype=np.float32)
     n = len(vectors)
+    if n > fit_sample >= MIN_UMAP_POINTS:
+        rows = np.sort(np.random.default_rng(0).choice(n, fit_sample, replace=False))
+        fitted = fit_umap(vectors[rows], n_neighbors, min_dist, random_state, fit_sample)
+        rest = np.setdiff1d(np.arange(n), rows)
+        coords = np.empty((n, 2), np.float32)
+        coords[rows] = fitted.coords
+        coords[rest] = fitted.transform(vectors[rest])
+        return Projection("umap", coords, fitted.model, f"{fitted.note}; fitted on a sample of {fit_sample:,} of "
+                                                        f"the {n:,} chunks, the other {n - fit_sample:,} placed "
+                                                        "on it (UMAP's transform)")
     if n < MIN_UMAP_POINTS:
         pca = fit_pca(vectors)
         pca.note = f"only {n} chunk(s): UMAP needs at least {MIN_UMAP_POINTS}, showing PCA"
