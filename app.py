@@ -53,6 +53,8 @@ def create_app(preload: bool = True, warm_umap: bool = True, demo_reranker: str 
         notice = explorer.preload_default_model()
         if notice:
             logging.getLogger("bge_explorer").warning(notice)
+    else:  # FlagEmbedding's first import initialises transformers' lazy modules, which is not safe from several
+        import FlagEmbedding  # noqa: F401  request threads at once (ImportError under the robustness bench)
     if warm_umap:
         projection.warm_up(background=True)
     return layout.build_app(demo_reranker=demo_reranker)
