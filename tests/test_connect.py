@@ -159,6 +159,10 @@ def test_an_experiment_on_a_connected_index_equals_the_in_memory_one(shards_dir,
     with pytest.raises(ConfigError, match="not the store's embedding model"):
         run_connected_experiment(connection, judgments, ExperimentPlan.from_dict(
             {"configurations": [{"name": "other", "model": "all-MiniLM-L6-v2"}]}))
+    with pytest.raises(ConfigError, match="M3's weighted sum") as err:
+        run_connected_experiment(connection, judgments, ExperimentPlan.from_dict(
+            {"configurations": [{"name": "m3", "modes": ["dense", "bm25"], "fusion": "m3"}]}, base=base))
+    assert err.value.field == "configurations[0].fusion"
     assert connection.index.count() == len(ids)  # nothing written
     connection.index.close()
 

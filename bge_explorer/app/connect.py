@@ -9,7 +9,6 @@ Off on a public deployment: a visitor must not make the server open files or rea
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -20,11 +19,11 @@ from bge_explorer import settings
 from bge_explorer.app import state as app_state, workspace
 from bge_explorer.app.explorer import after_table, before_table
 from bge_explorer.app.render import box, esc, fail
-from bge_explorer.app.workbench import MAX_YAML_CHARS, results_figure, results_table
+from bge_explorer.app.workbench import parse_plan, results_figure, results_table
 from bge_explorer.data.judging import JudgmentStore
-from bge_explorer.errors import ConfigError, ExplorerError
-from bge_explorer.evaluation.experiment import ExperimentPlan
+from bge_explorer.errors import ExplorerError
 from bge_explorer.models.catalog import RERANKERS
+from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.retrieval.rerank import RerankCache
 from bge_explorer.scale import connect as engine
 
@@ -54,33 +53,14 @@ def experiment_template(current: Connected | None) -> str:
 
 def read_judgments(files: Any):
     """Uploaded judgments (a BEIR zip or a ``query,doc_id[,grade]`` CSV) -> Judgments."""
-    store = JudgmentStore()
-    paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in (files or [])]
+    paths = workspace.upload_paths(files)
     if not paths:
         raise ExplorerError("Upload judgments first: a BEIR zip (queries.jsonl + qrels/test.tsv) or a "
                             "query,doc_id,grade CSV.")
+    store = JudgmentStore()
     for path in paths:
-        name = Path(path).name
-        store.load_beir(path, name) if name.lower().endswith(".zip") else store.load_csv(path, name)
+        store.load_file(path)
     return store.to_judgments()
-
-
-def connected_plan(configs_yaml: str, baseline: str, current: Connected) -> ExperimentPlan:
-    """The configurations text (bounded) as a plan whose configurations default to the store's model."""
-    from bge_explorer.retrieval.config import RetrievalConfig
-
-    text = configs_yaml or ""
-    if len(text) > MAX_YAML_CHARS:
-        raise ConfigError("configurations", f"{len(text):,} characters, over the limit of {MAX_YAML_CHARS:,}")
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError("configurations", f"not valid YAML: {str(exc)[:200]}") from None
-    plan = ExperimentPlan.from_dict(data, base=RetrievalConfig(model=current.connection.embedder.spec.name,
-                                                               chunk_size=None))
-    if baseline and baseline.strip():
-        plan.baseline = baseline.strip()
-    return plan.checked()
 
 
 def experiment_connection(files: Any, configs_yaml: str, baseline: str, current: Connected | None,
@@ -93,7 +73,8 @@ def experiment_connection(files: Any, configs_yaml: str, baseline: str, current:
         raise fail(ExplorerError("Connect to an index first."))
     try:
         judgments = read_judgments(files)
-        plan = connected_plan(configs_yaml, baseline, current)
+        plan = parse_plan(configs_yaml, baseline, RetrievalConfig(model=current.connection.embedder.spec.name,
+                                                                  chunk_size=None))
         result = run_connected_experiment(
             current.connection, judgments, plan, rerank_cache=current.rerank_cache, n_resamples=5_000,
             progress=lambda stage, done, total: progress(done / max(total, 1), desc=f"{stage} {done}/{total}"))

@@ -16,7 +16,7 @@ import pandas as pd
 
 from bge_explorer import settings
 from bge_explorer.app.components import number_input
-from bge_explorer.app import choices, state as app_state
+from bge_explorer.app import choices, state as app_state, workspace
 from bge_explorer.app.hybrid import mode_choices
 from bge_explorer.app.render import fail, label
 from bge_explorer.app.state import AppState
@@ -182,9 +182,7 @@ def evaluate(state, files, split: str,
     app = app_state.get(state)
     session = app.session
     try:
-        files = files if isinstance(files, (list, tuple)) else ([files] if files else [])
-        files = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in files]
-        bench = load_uploaded(files, split, session.limits)
+        bench = load_uploaded(workspace.upload_paths(files), split, session.limits)
         own_corpus = bench.corpus is not None
         if not own_corpus:
             if session.corpus is None:

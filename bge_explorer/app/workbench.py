@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from bge_explorer.app import state as app_state
+from bge_explorer.app import state as app_state, workspace
 from bge_explorer.app.components import number_input
 from bge_explorer.app.explorer import GRADE_COLUMN
 from bge_explorer.app.render import box, cell, esc, fail, label, snippet
@@ -142,14 +142,13 @@ def import_judgments(files: Any, state: Any = None):
     """Judgments from a BEIR zip/folder export (queries.jsonl + qrels/test.tsv) or a query,doc_id,grade CSV,
     added to the session's. -> (summary, state)."""
     app = app_state.get(state)
-    paths = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in (files or [])]
+    paths = workspace.upload_paths(files)
     if not paths:
         raise fail(ExplorerError("Choose a judgments file (.zip or .csv)."))
     store, read = app.session.judgments, 0
     try:
         for path in paths:
-            name = Path(path).name
-            read += store.load_beir(path, name) if name.lower().endswith(".zip") else store.load_csv(path, name)
+            read += store.load_file(path)
     except ExplorerError as exc:
         raise fail(exc) from None
     return box("info", f"Read {read} judgments; {len(store)} in this session over {len(store.queries())} queries."), app
@@ -270,6 +269,15 @@ def experiment_template(state: Any = None) -> str:
 
 
 def _plan(configs_yaml: str, baseline: str | None, app: AppState) -> ExperimentPlan:
+    """The plan of the session's index: configurations default to its config, one mode, no reranker."""
+    return parse_plan(configs_yaml, baseline, app.session.config.with_(label="", modes=("dense",), fusion="auto",
+                                                                       weights={}, reranker=None)
+                      if app.session.config else None)
+
+
+def parse_plan(configs_yaml: str, baseline: str | None, base: RetrievalConfig | None) -> ExperimentPlan:
+    """Configurations typed in the page (YAML, at most MAX_YAML_CHARS) -> a checked plan over ``base``; a
+    non-empty ``baseline`` replaces the file's."""
     text = configs_yaml or ""
     if len(text) > MAX_YAML_CHARS:
         raise ExplorerError(f"the configurations have {len(text):,} characters, over the limit of "
@@ -278,9 +286,7 @@ def _plan(configs_yaml: str, baseline: str | None, app: AppState) -> ExperimentP
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError("configurations", f"not valid YAML: {str(exc)[:200]}") from None
-    plan = ExperimentPlan.from_dict(data, base=app.session.config.with_(label="", modes=("dense",), fusion="auto",
-                                                                        weights={}, reranker=None)
-                                    if app.session.config else None)
+    plan = ExperimentPlan.from_dict(data, base=base)
     if baseline and baseline.strip():
         plan.baseline = baseline.strip()
     return plan.checked()

@@ -26,6 +26,12 @@ UPLOAD_PREFIX = "tmp"  # tempfile.NamedTemporaryFile's: Gradio's upload parser a
 CACHE_DIR_NAME = re.compile(r"[0-9a-f]{64}")  # Gradio's cache folders: the SHA-256 of the file they hold
 
 
+def upload_paths(files) -> list[str]:
+    """The server paths of a ``gr.File`` value: one upload, a list of them, or none (-> [])."""
+    files = files if isinstance(files, (list, tuple)) else ([files] if files else [])
+    return [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in files]
+
+
 def session_ttl_s() -> float:
     """Idle seconds after which a session's state and files are dropped (see :class:`~bge_explorer.settings.Settings`)."""
     return settings.current().session_ttl_s

@@ -193,6 +193,12 @@ class JudgmentStore(ProcessLocal):
         queries, qrels = read_beir_judgments(path, split, name=name)
         return self.load(queries, qrels, replace=replace)
 
+    def load_file(self, path: str | Path, name: str | None = None) -> int:
+        """A BEIR ``.zip`` (:meth:`load_beir`) or else a ``query,doc_id[,grade]`` CSV (:meth:`load_csv`), by the
+        name's suffix (``name``: the uploaded file's name, default the path's)."""
+        name = name or Path(path).name
+        return self.load_beir(path, name) if name.lower().endswith(".zip") else self.load_csv(path, name)
+
     def load_csv(self, path: str | Path, name: str | None = None, *, replace: bool = False) -> int:
         """Read a ``query,doc_id[,grade]`` CSV (the export of :meth:`to_csv`)."""
         queries, qrels = read_qrels_csv(path, name)

@@ -19,6 +19,7 @@ import warnings
 import numpy as np
 
 from bge_explorer import settings
+from bge_explorer.maps import spaces
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +121,7 @@ def fit_umap(vectors: np.ndarray, n_neighbors: int = DEFAULT_NEIGHBORS, min_dist
     vectors = np.asarray(vectors, dtype=np.float32)
     n = len(vectors)
     if n > fit_sample >= MIN_UMAP_POINTS:
-        rows = np.sort(np.random.default_rng(0).choice(n, fit_sample, replace=False))
+        rows = spaces.sample_rows(n, fit_sample)
         fitted = fit_umap(vectors[rows], n_neighbors, min_dist, random_state, fit_sample)
         rest = np.setdiff1d(np.arange(n), rows)
         coords = np.empty((n, 2), np.float32)

@@ -48,6 +48,9 @@ def check_config(connection: Connection, config: RetrievalConfig, where: str = "
     if set(config.modes) not in MODES:
         raise ConfigError(f"{where}.modes", f"a connected index runs dense or dense + bm25, not "
                                             f"{'+'.join(config.modes)}")
+    if config.fusion == "m3":
+        raise ConfigError(f"{where}.fusion", "M3's weighted sum combines dense, sparse and colbert only; fuse dense "
+                                             "and bm25 with rrf, weighted or a grid fusion")
 
 
 def _fused(ranking, config: RetrievalConfig) -> np.ndarray:
@@ -59,7 +62,7 @@ def _fused(ranking, config: RetrievalConfig) -> np.ndarray:
     bm25 = BM25Index(ranking.chunks.passages()).scores(ranking.query)
     scores = {"dense": dense, "bm25": np.asarray(bm25, np.float64)}
     ranks = {m: fz.ranks(s) for m, s in scores.items()}
-    name = "rrf" if config.fusion in (AUTO, "m3") else config.fusion
+    name = "rrf" if config.fusion == AUTO else config.fusion  # auto: RRF, as the planner picks off BGE-M3
     weights = fz.resolve_weights(scores, config.weight_map)
     return fz.FUSIONS[name].combine(scores, ranks, weights, config.rrf_k)
 
