@@ -6,7 +6,7 @@ import json
 import pytest
 from pypdf import PdfReader, PdfWriter
 
-from bge_explorer.data.corpus import load_corpus
+from bge_explorer.data.corpus import MAX_METADATA_COLUMNS, METADATA_CHARS, load_corpus
 from bge_explorer.errors import CorpusError
 from pdf_maker import write_pdf
 
@@ -26,6 +26,31 @@ def test_csv_with_chosen_columns(tmp_path):
     docs = load_corpus([path], text_column="answer", id_column="id", title_column="question").documents
     assert docs[["doc_id", "title", "text"]].values.tolist() == [
         ["q1", "How, exactly?", "Like this, with a comma"], ["q2", "Why", "Because"]]
+
+
+def test_other_csv_columns_and_json_fields_are_kept_as_metadata(tmp_path):
+    path = tmp_path / "faq.csv"
+    path.write_text('id,text,team,year\nq1,first,"Ops, EU",2019\nq2,second,,2021\n')
+    corpus = load_corpus([path], id_column="id")
+    assert corpus.metadata.to_dict("list") == {"team": ["Ops, EU", None], "year": ["2019", "2021"]}
+    records = [{"_id": "a", "title": "A", "text": "x", "lang": "en", "score": 3, "tags": ["no", "lists"],
+                "metadata": {"url": "http://a"}}, {"_id": "b", "text": "y", "lang": "de\u202e"}]
+    jsonl = tmp_path / "c.jsonl"
+    jsonl.write_text("".join(json.dumps(r) + "\n" for r in records))
+    corpus = load_corpus([path, jsonl], id_column=None)  # rows in documents' order, across files
+    assert corpus.documents["doc_id"].tolist() == ["faq.csv#2", "faq.csv#3", "a", "b"]
+    assert corpus.metadata["lang"].tolist() == [None, None, "en", "de\\u202e"]  # hidden characters made visible
+    assert corpus.metadata["score"].tolist() == [None, None, "3", None] and "tags" not in corpus.metadata
+    assert corpus.metadata["url"].tolist()[2] == "http://a" and "id" in corpus.metadata  # the CSV's id: not chosen
+
+
+def test_metadata_is_bounded_in_columns_and_characters(tmp_path):
+    path = tmp_path / "wide.csv"
+    header = ["text"] + [f"c{i}" for i in range(MAX_METADATA_COLUMNS + 5)]
+    path.write_text(",".join(header) + "\n" + ",".join(["t"] + ["v" * 500] * (len(header) - 1)) + "\n")
+    metadata = load_corpus([path]).metadata
+    assert list(metadata.columns) == header[1:MAX_METADATA_COLUMNS + 1]
+    assert len(metadata.iloc[0, 0]) == METADATA_CHARS + 1 and metadata.iloc[0, 0].endswith("…")
 
 
 def test_tsv_defaults_to_text_column(tmp_path):

@@ -5,8 +5,9 @@ names the text column, optional id and title columns), ``.jsonl``/``.json`` (BEI
 ``_id``, ``title``, ``text``), ``.pdf`` (text layer; page start offsets kept).
 
 The result is a :class:`Corpus` whose ``documents`` DataFrame has the columns
-``doc_id, title, text, source, page_starts``. With ``on_error="raise"`` the first problem raises
-:class:`~bge_explorer.errors.CorpusError` naming the file and line; with ``"skip"`` bad files and
+``doc_id, title, text, source, page_starts``; a CSV's other columns and JSON records' other scalar fields are
+kept apart in ``Corpus.metadata`` (the map colours by them). With ``on_error="raise"`` the first problem
+raises :class:`~bge_explorer.errors.CorpusError` naming the file and line; with ``"skip"`` bad files and
 bad lines are left out and listed in ``Corpus.problems``, and the rest loads.
 
 The text read is bounded (:class:`TextBudget`): past what the chunk limit can hold, LimitError, before a
@@ -40,6 +41,8 @@ COLUMNS = ["doc_id", "title", "text", "source", "page_starts"]
 CHARS_PER_CHUNK = 2_048  # generous: a 256-token chunk of English is about 1,200 characters
 MAX_BYTES_PER_CHAR = 4  # UTF-8's longest; UTF-16 and the legacy encodings take fewer
 SHOWN_COLUMNS = 20  # column names listed in a message
+MAX_METADATA_COLUMNS = 16  # metadata columns kept (the first seen), for colouring the map
+METADATA_CHARS = 80  # a metadata value is kept to this many characters (hidden ones made visible)
 
 
 @dataclasses.dataclass
@@ -49,6 +52,9 @@ class Corpus:
     documents: pd.DataFrame
     problems: list[str] = dataclasses.field(default_factory=list)
     notes: list[str] = dataclasses.field(default_factory=list)
+    metadata: pd.DataFrame = dataclasses.field(default_factory=pd.DataFrame)
+    """(n documents, m columns) strings or None, rows in ``documents``' order: a CSV's other columns, JSON records'
+    other scalar fields (at most MAX_METADATA_COLUMNS, values cut to METADATA_CHARS); no columns when none."""
 
     @property
     def sources(self) -> list[str]:
@@ -131,10 +137,14 @@ def decode(data: bytes, name: str, notes: list[str] | None = None) -> str:
     return str(best)
 
 
-def _record(doc_id: str, text: str, source: str, title: str = "", page_starts: list[int] | None = None) -> dict:
-    """One document; ``source``, the file's name, is for display (hidden characters made visible)."""
+def _record(doc_id: str, text: str, source: str, title: str = "", page_starts: list[int] | None = None,
+            metadata: dict[str, object] | None = None) -> dict:
+    """One document; ``source``, the file's name, is for display (hidden characters made visible);
+    ``metadata``: its other columns or fields, values cut short for display."""
+    kept = {short(k, 40): short(v, METADATA_CHARS) for k, v in (metadata or {}).items()
+            if isinstance(v, (str, int, float, bool)) and str(v).strip()}
     return dict(doc_id=str(doc_id), title=str(title or ""), text=str(text), source=visible(source),
-                page_starts=page_starts)
+                page_starts=page_starts, metadata=kept)
 
 
 def _read_plain(text: str, name: str) -> Iterator[dict]:
@@ -166,6 +176,7 @@ def _read_delimited(text: str, name: str, problems: list[str] | None, text_colum
         if wanted and wanted not in header:
             raise CorpusError(name, f"no column '{short(wanted)}'; the columns are: {_columns(header)}")
     position = {column: i for i, column in enumerate(header)}
+    used = {text_column, id_column, title_column}
     try:
         for row in reader:
             if not any(cell.strip() for cell in row):
@@ -175,7 +186,8 @@ def _read_delimited(text: str, name: str, problems: list[str] | None, text_colum
                                                reader.line_num))
                 continue
             yield _record(row[position[id_column]] if id_column else f"{name}#{reader.line_num}",
-                          row[position[text_column]], name, row[position[title_column]] if title_column else "")
+                          row[position[text_column]], name, row[position[title_column]] if title_column else "",
+                          metadata={c: row[i] for c, i in position.items() if c not in used})
     except csv.Error as exc:
         raise CorpusError(name, f"malformed CSV: {exc}", reader.line_num) from None
 
@@ -188,8 +200,10 @@ def _json_record(obj, name: str, line: int | None, text_column: str | None, id_c
     if text_key not in obj:
         raise CorpusError(name, f"no '{short(text_key)}' field in this record", line)
     id_key = id_column or next((k for k in ("_id", "id", "doc_id") if k in obj), None)
-    return _record(obj[id_key] if id_key else fallback_id, obj[text_key] or "", name,
-                   obj.get(title_column or "title") or "")
+    title_key = title_column or "title"
+    return _record(obj[id_key] if id_key else fallback_id, obj[text_key] or "", name, obj.get(title_key) or "",
+                   metadata={k: v for k, v in obj.items() if k not in (text_key, id_key, title_key, "metadata")}
+                   | (obj["metadata"] if isinstance(obj.get("metadata"), dict) else {}))
 
 
 def _read_jsonl(text: str, name: str, problems: list[str] | None, text_column: str | None,
@@ -269,7 +283,7 @@ def read_file(path: str | Path, *, name: str | None = None, text_column: str | N
               id_column: str | None = None, title_column: str | None = None,
               problems: list[str] | None = None, notes: list[str] | None = None,
               budget: TextBudget | None = None) -> list[dict]:
-    """Records (dicts with the COLUMNS keys) from one file. ``problems`` given: bad lines go there.
+    """Records (dicts with the COLUMNS keys and ``metadata``) from one file. ``problems`` given: bad lines go there.
     ``budget`` (default: a fresh one) bounds the text read; past it, LimitError."""
     name = name or os.path.basename(str(path))
     suffix = Path(name).suffix.lower()
@@ -332,4 +346,13 @@ def load_corpus(paths: Sequence[str | Path], *, names: Sequence[str] | None = No
     if not records:
         raise CorpusError(visible(", ".join(names)), "no documents could be loaded" +
                           (": " + "; ".join(problems[:3]) if problems else ""))
-    return Corpus(pd.DataFrame.from_records(records, columns=COLUMNS), problems or [], [visible(n) for n in notes])
+    return Corpus(pd.DataFrame.from_records(records, columns=COLUMNS), problems or [], [visible(n) for n in notes],
+                  metadata_table([r["metadata"] for r in records]))
+
+
+def metadata_table(rows: Sequence[dict[str, str]]) -> pd.DataFrame:
+    """The documents' metadata (one dict per document) -> (n, m) table of the first MAX_METADATA_COLUMNS
+    columns seen, None where a document has no value."""
+    names = list(dict.fromkeys(k for row in rows for k in row))[:MAX_METADATA_COLUMNS]
+    return pd.DataFrame({c: [row.get(c) for row in rows] for c in names}, index=pd.RangeIndex(len(rows)),
+                        dtype=object)
