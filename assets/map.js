@@ -54,6 +54,51 @@
     return {out, keys};
   }
 
+  // the server's HTML-escaped text (points.plain) back to plain text, for textContent
+  const ENTITIES = {"&lt;": "<", "&gt;": ">", "&amp;": "&", "&#34;": '"', "&#x27;": "'"};
+  function unescape(text) { return text.replace(/&(lt|gt|amp|#34|#x27);/g, (e) => ENTITIES[e]); }
+
+  // the cluster list under the map: one button per coarse cluster (its keywords and size); a click selects its
+  // chunks (as a lasso would) and zooms to them
+  function clusterList(gd, p) {
+    const list = gd.parentElement && gd.parentElement.querySelector(".bx-map-clusters");
+    if (!list) return;
+    list.replaceChildren();
+    const coarse = (p.labels && p.labels.coarse) || [];
+    list.hidden = !p.cluster || !coarse.length;
+    if (list.hidden) return;
+    const title = document.createElement("span");
+    title.className = "bx-clusters-title";
+    title.textContent = "Clusters (click to select):";
+    list.appendChild(title);
+    coarse.forEach((l) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "bx-cluster";
+      button.dataset.cluster = String(l.cluster);
+      button.textContent = unescape(l.text) + " (" + l.size + ")";
+      button.addEventListener("click", () => selectCluster(gd, l.cluster));
+      list.appendChild(button);
+    });
+  }
+
+  function selectCluster(gd, cluster) {
+    const st = gd._bxMap, x = gd.data[0].x, y = gd.data[0].y;
+    const rows = [];
+    st.cluster.forEach((c, i) => { if (c === cluster) rows.push(i); });
+    if (!rows.length) return;
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+    for (const i of rows) { x0 = Math.min(x0, x[i]); x1 = Math.max(x1, x[i]); y0 = Math.min(y0, y[i]); y1 = Math.max(y1, y[i]); }
+    const padX = (x1 - x0) * 0.15 || 0.5, padY = (y1 - y0) * 0.15 || 0.5;
+    gd.parentElement.querySelectorAll(".bx-cluster").forEach((b) =>
+      b.setAttribute("aria-pressed", String(b.dataset.cluster === String(cluster))));
+    linking = true;  // the selection box cleared here is not a deselect
+    return Promise.resolve(Plotly.relayout(gd, {selections: [], "xaxis.range": [x0 - padX, x1 + padX],
+      "yaxis.range": [y0 - padY, y1 + padY]}))
+      .then(() => Plotly.restyle(gd, {selectedpoints: [rows]}, [0]))
+      .finally(() => { linking = false; gd._bxSelected(rows, {cluster: cluster}); });
+  }
+
   function hovers(p) {
     const doc = decode(p.doc), chunk = decode(p.chunk);
     return Array.from({length: p.n}, (_, i) => "<b>" + p.docs[doc[i]] + "</b> · chunk " + chunk[i] + "<br>" + p.text[i]);
@@ -121,7 +166,7 @@
     if (p.query) { x0 = Math.min(x0, p.query.x); x1 = Math.max(x1, p.query.x); y0 = Math.min(y0, p.query.y); y1 = Math.max(y1, p.query.y); }
     const padX = (x1 - x0) * 0.05 || 1, padY = (y1 - y0) * 0.05 || 1;
     gd._bxMap = {labels: p.labels, span: [x1 - x0 + 2 * padX, y1 - y0 + 2 * padY], space: p.space,
-      peer: p.peer ? decode(p.peer) : null};
+      peer: p.peer ? decode(p.peer) : null, cluster: p.cluster ? decode(p.cluster) : null};
     if (p.space) spaces[p.space] = gd;
     const layout = {
       title: {text: p.title}, hovermode: "closest", dragmode: gd._fullLayout ? gd._fullLayout.dragmode : "pan",
@@ -135,6 +180,7 @@
       modeBarButtonsToRemove: ["autoScale2d"], toImageButtonOptions: {format: "png", filename: "bge-explorer-map", scale: 2}};
     return Plotly.react(gd, [points, ...keys, ...marks(p, x, y, hover)], layout, config).then(() => {
       Plotly.relayout(gd, {annotations: labelsFor(gd)});
+      clusterList(gd, p);
       if (gd._bxHooked) { gd._bxHooks = hooks; return gd; }
       gd._bxHooked = true;
       gd._bxHooks = hooks;
@@ -148,7 +194,11 @@
         const aRows = toA(gd._bxMap, rows).sort((a, b) => a - b);
         if (gd._bxMap.space) linkTo(gd._bxMap.space === "a" ? "b" : "a", aRows);
         if (gd._bxHooks.select) gd._bxHooks.select(aRows, shape);
+        if (!shape || shape.cluster === undefined) {
+          gd.parentElement.querySelectorAll(".bx-cluster").forEach((b) => b.setAttribute("aria-pressed", "false"));
+        }
       };
+      gd._bxSelected = selected;
       gd.on("plotly_selected", (e) => {
         const rows = e ? e.points.filter((q) => q.curveNumber === 0).map((q) => q.pointIndex) : [];
         selected(rows, e && e.lassoPoints ? {lasso: e.lassoPoints} : e && e.range ? {box: e.range} : {});
@@ -191,5 +241,5 @@
     return Plotly.downloadImage(gd, {format: "png", filename: "bge-explorer-map", scale: 2, width: 1200, height: 760});
   }
 
-  window.BxMap = {decode, draw, png};
+  window.BxMap = {decode, draw, png, selectCluster};
 })();

@@ -64,6 +64,34 @@ def test_cluster_labels_and_colours_come_from_the_same_kmeans(indexed):
     names = data["colour"]["names"]
     assert [names[c].split(":")[0] for c in codes] == [str(c) for c in coarse]
     assert "c-TF-IDF" in status
+    # the cluster list: each label names its cluster, whose chunks (the page selects them by code) it counts
+    sent = points.decode_array(data["cluster"])
+    np.testing.assert_array_equal(sent, coarse)
+    assert {l["cluster"]: l["size"] for l in data["labels"]["coarse"]} == \
+        {int(c): int(n) for c, n in zip(*np.unique(coarse, return_counts=True))}
+    rows = np.flatnonzero(sent == data["labels"]["coarse"][0]["cluster"]).tolist()
+    _, note, _ = map_tab.points_selected(indexed, event(rows=rows, shape={"cluster": 0}))
+    assert f"<b>{len(rows)}</b> chunk(s)" in note and "(cluster 0)" in note
+
+
+def test_colour_by_the_corpus_metadata_columns(tiny_encoder, tmp_path):
+    path = tmp_path / "tickets.csv"
+    rows = ["id,text,team,year"] + [f"t{i},ticket {i} about the {'printer' if i % 2 else 'network'},"
+                                    f"{'<b>ops</b>' if i % 3 else 'dev'},{2000 + i}" for i in range(20)]
+    path.write_text("\n".join(rows) + "\n")
+    *_, app = ui.load_corpus([str(path)])
+    *_, app = ui.build_index(tiny_encoder, chunking="none", state=app, progress=None)
+    assert map_tab.colour_choices(app) == [*map_tab.COLOR_BY, "column: id", "column: team", "column: year"]
+    data, status, _ = drawn(app, "column: team")
+    codes = points.decode_array(data["colour"]["codes"])
+    teams = ["<b>ops</b>" if i % 3 else "dev" for i in range(20)]  # chunking none: one chunk per row, in order
+    assert [data["colour"]["names"][c] for c in codes] == [points.plain(t) for t in teams]
+    assert "&lt;b&gt;ops" in data["colour"]["names"][0] + data["colour"]["names"][1] and "“team”" in status
+    data, status, _ = drawn(app, "column: year")  # 20 distinct numbers: on a scale
+    np.testing.assert_array_equal(points.decode_array(data["colour"]["values"]), np.arange(2000, 2020))
+    assert data["colour"]["kind"] == "value" and "numbers" in status
+    data, *_ = drawn(app, "column: nope")  # not a column of this corpus: by document
+    assert data["colour"]["title"] == "document"
 
 
 def test_colour_by_score_movement_columns_and_grade(indexed, tiny_reranker):

@@ -169,6 +169,22 @@ def test_hover_click_lasso_box_colour_and_labels(page):
     after = page.evaluate(f"() => document.querySelector('{PLOT}').data[0].marker.color.slice(0, 50)")
     assert before != after
 
+    # the cluster list: a click selects exactly that cluster's chunks, lists them and lights them up
+    button = page.locator("#map-plot .bx-cluster").nth(1)
+    cluster = int(button.get_attribute("data-cluster"))
+    button.click()
+    page.locator("#map-selection-status").get_by_text(f"selected (cluster {cluster})").wait_for(timeout=20_000)
+    codes = page.evaluate(f"() => Array.from(document.querySelector('{PLOT}')._bxMap.cluster)")
+    members = [j for j, c in enumerate(codes) if c == cluster]
+    assert f"({len(members)})" in button.inner_text() and button.get_attribute("aria-pressed") == "true"
+    page.wait_for_function(f"() => document.querySelectorAll('#map-selection [role=row]').length === "
+                           f"{len(members) + 1}", timeout=20_000)
+    expected = {(docs[j].split("</b>")[0].removeprefix("<b>"), int(docs[j].split("chunk ")[1].split("<br>")[0]))
+                for j in members}
+    assert table_pairs(page, "map-selection") == expected
+    assert sorted(page.evaluate(f"() => Array.from(document.querySelector('{PLOT}').data[0].selectedpoints)")) \
+        == members
+
     # find in the map: the chunks holding the words are marked
     page.locator("#map-find textarea, #map-find input").first.fill("honey")
     page.locator("#map-find textarea, #map-find input").first.press("Enter")
@@ -198,8 +214,8 @@ def test_hover_click_lasso_box_colour_and_labels(page):
 
 def test_markup_in_chunks_and_ids_stays_text_on_the_map(page, tmp_path):
     evil = tmp_path / "evil.jsonl"
-    records = [{"_id": f"<img src=x onerror=alert({i})>", "title": "<b>t</b>", "text": f"{PAYLOAD} lava volcano {i}"}
-               for i in range(3)] + [{"_id": f"plain-{i}", "text": f"bees make honey in hives {i}"} for i in range(4)]
+    records = [{"_id": f"<img src=x onerror=alert({i})>", "title": "<b>t</b>", "text": f"{PAYLOAD} lava volcano {i}",
+                "team": "<img src=y onerror=alert(9)>"} for i in range(3)] + [{"_id": f"plain-{i}", "text": f"bees make honey in hives {i}"} for i in range(4)]
     evil.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
     page.locator("#corpus-files input[type=file]").set_input_files([str(evil)])
     page.locator("#corpus-files").get_by_text("evil", exact=True).first.wait_for(timeout=30_000)
@@ -225,7 +241,14 @@ def test_markup_in_chunks_and_ids_stays_text_on_the_map(page, tmp_path):
     assert "<img src=x onerror=alert(0)>" in page.locator("#map-selection").inner_text()
     labels = page.evaluate(f"() => document.querySelector('{PLOT}').layout.annotations.map((a) => a.text)")
     assert labels and all("<" not in t for t in labels)
-    assert page.locator("img[src='x']").count() == 0 and page.locator("#map-plot b:text-is('t')").count() == 0
+    assert page.locator("#map-plot .bx-cluster").count() > 0 and page.locator("#map-plot .bx-cluster img").count() == 0
+    # colour by a metadata field holding markup: the legend shows it as text
+    page.locator("#map-colour input").first.click()
+    page.get_by_role("option", name="column: team").click()
+    page.wait_for_function(f"() => document.querySelector('{PLOT}').layout.legend.title.text === 'team'",
+                           timeout=30_000)
+    assert "<img src=y onerror=alert(9)>" in page.locator(f"{PLOT} g.legend").first.text_content()
+    assert page.locator("img[src='x'], img[src='y']").count() == 0 and page.locator("#map-plot b:text-is('t')").count() == 0
     page.wait_for_timeout(500)
     assert page.dialogs == []
 

@@ -159,9 +159,9 @@ def _refresh_after(page: Page, events: list) -> None:
     """After each event that changes a session, every empty state and gated panel is brought up to date."""
     outputs = [c for _, empty, html, button, content in page.gates for c in (empty, html, button, content)]
     outputs += [component for _, component in page.panels]
-    outputs.append(page.controls.grading)
+    outputs += [page.controls.grading, page.controls.color_by]
 
-    def refresh(state):
+    def refresh(state, color_by):
         f = views.facts(state)
         out = []
         for name, *_ in page.gates:
@@ -171,10 +171,12 @@ def _refresh_after(page: Page, events: list) -> None:
                     gr.update(value=go or "Go", visible=bool(go)), gr.update(visible=message is None)]
         out += [gr.update(visible=views.shown(name, f)) for name, _ in page.panels]
         out.append(grading_status(state))
+        colours = map_tab.colour_choices(state)  # the corpus's metadata columns join the map's colour-by list
+        out.append(gr.update(choices=colours, value=color_by if color_by in colours else "document"))
         return out
 
     for event in events:
-        event.then(refresh, [page.state], outputs, queue=False, api_visibility="private")
+        event.then(refresh, [page.state, page.controls.color_by], outputs, queue=False, api_visibility="private")
 
 
 def _demo_and_links(page: Page, demo: gr.Blocks, demo_btn: gr.Button, demo_reranker: str | None) -> None:

@@ -33,6 +33,8 @@ ROOT = Path(__file__).resolve().parents[2]
 MAP_JS = ROOT / "assets" / "map.js"
 COLOR_BY = ("document", "cluster", "retrieval score", "reranker movement", "grade", "file", "page", "title")
 COLUMNS = {"file": "source", "page": "page", "title": "title"}  # colour-by name -> chunk table column
+METADATA = "column: "  # colour-by names of the corpus's metadata columns: "column: <name>"
+NUMERIC_VALUES = 12  # a metadata column of numbers with more distinct values than this is coloured on a scale
 GRADE_COLOURS = ("#8C564B", "#E6A532", "#5AAE61", "#1B7837")  # 0 irrelevant .. 3 perfect
 UNJUDGED = "unjudged"
 FINE_CLUSTERS = 3  # the fine labels (shown zoomed in) come from this many times the coarse clusters, up to 40
@@ -61,7 +63,7 @@ def head() -> str:
 
 
 # The map's component: plotly draws into the div; the payload (the component's value) is JSON of the map.
-TEMPLATE = '<div class="bx-map-plot" data-testid="bx-map-plot"></div>'
+TEMPLATE = '<div class="bx-map-plot" data-testid="bx-map-plot"></div><div class="bx-map-clusters" hidden></div>'
 JS_ON_LOAD = """
 const plot = element.querySelector('.bx-map-plot');
 const hooks = {
@@ -125,7 +127,7 @@ def _grades(app: AppState) -> tuple[list[object], str]:
 
 
 def colouring(app: AppState, key: str, proj: projection.Projection, color_by: str) -> tuple[points.Colouring, str]:
-    """The points' colours for ``color_by`` (one of :data:`COLOR_BY`) and a sentence on what they mean."""
+    """The points' colours for ``color_by`` (one of :func:`colour_choices`) and a sentence on what they mean."""
     table = app.session.chunks.table
     n = len(table)
     ranking = app.current_ranking()
@@ -166,7 +168,29 @@ def colouring(app: AppState, key: str, proj: projection.Projection, color_by: st
         column = table[COLUMNS[color_by]]
         values = [None if v is None or v != v else (int(v) if color_by == "page" else v) for v in column]
         return points.by_category(values, color_by), f" Colour: the corpus's {color_by} column."
+    if color_by.startswith(METADATA) and color_by in colour_choices(app):
+        return metadata_colouring(app, color_by.removeprefix(METADATA))
     return points.by_category(table["doc_id"].astype(str), "document"), ""
+
+
+def colour_choices(state: Any) -> list[str]:
+    """What the map can be coloured by for this session: :data:`COLOR_BY`, then the corpus's metadata columns."""
+    corpus = app_state.get(state).session.corpus
+    return [*COLOR_BY, *(f"{METADATA}{c}" for c in (corpus.metadata.columns if corpus is not None else ()))]
+
+
+def metadata_colouring(app: AppState, column: str) -> tuple[points.Colouring, str]:
+    """Colour by one metadata column of the corpus (a CSV's column, a JSON field): by category, or on a scale
+    when every value is a number and there are more than NUMERIC_VALUES of them."""
+    corpus = app.session.corpus
+    by_doc = dict(zip(corpus.documents["doc_id"].astype(str), corpus.metadata[column]))
+    values = pd.Series([by_doc.get(d) for d in app.session.chunks.table["doc_id"].astype(str)], dtype=object)
+    numbers = pd.to_numeric(values, errors="coerce")
+    given = values.notna()
+    if given.any() and numbers[given].notna().all() and numbers[given].nunique() > NUMERIC_VALUES:
+        return (points.by_value(numbers.to_numpy(dtype=float), column),
+                f" Colour: the corpus's “{label(column)}” column (numbers; grey: no value).")
+    return points.by_category(values, column), f" Colour: the corpus's “{label(column)}” column."
 
 
 def _query(app: AppState, proj: projection.Projection) -> dict | None:
@@ -198,10 +222,12 @@ def payload(app: AppState, key: str, proj: projection.Projection, color_by: str,
     axis = "UMAP" if proj.kind == "umap" else "PCA"
     matches = lexical_matches(table["text"].astype(str), find or "")
     coarse, fine = _label_sets(app, key, proj)
+    clusters = _clusters(app, key)[0]  # (n,) each chunk's coarse cluster: the cluster list selects by it
     data = points.point_payload(proj.coords, table, colour, axis=axis, revision=f"{key}-{proj.kind}",
                                 title=f"{axis} of {len(table):,} chunk embeddings", query=_query(app, proj),
-                                labels={"coarse": points.label_payload(coarse), "fine": points.label_payload(fine)}, find=points.plain(find or "", 40),
-                                matches=[int(r) for r in matches], space="a")
+                                labels={"coarse": points.label_payload(coarse), "fine": points.label_payload(fine)},
+                                cluster=points.encode_array(clusters, points.code_dtype(int(clusters.max()) + 1)),
+                                find=points.plain(find or "", 40), matches=[int(r) for r in matches], space="a")
     return data, note
 
 
@@ -222,7 +248,7 @@ def map_view(color_by: str = "document", state: Any = None, find: str = "") -> I
     app = app_state.get(state)
     key = _key(app)
     vectors = app.session.vectors
-    color_by = color_by if color_by in COLOR_BY else "document"
+    color_by = color_by if color_by in colour_choices(app) else "document"
     app.mapped_state = app.session.current
     ready = app.maps.ready(key)
     if ready is None:
@@ -288,7 +314,9 @@ def _selection_status(app: AppState, rows: list[int], shape: dict | None = None)
         return box("info", "Nothing selected: choose the lasso or box select in the map's toolbar and draw around "
                            "points.")
     docs = app.session.chunks.table.iloc[rows]["doc_id"].nunique()
-    how = " (lasso)" if shape and "lasso" in shape else " (box)" if shape and "box" in shape else ""
+    cluster = (shape or {}).get("cluster")
+    how = (" (lasso)" if shape and "lasso" in shape else " (box)" if shape and "box" in shape else
+           f" (cluster {cluster})" if isinstance(cluster, int) and not isinstance(cluster, bool) else "")
     return box("info", f"<b>{len(rows):,}</b> chunk(s) of {docs:,} document(s) selected{how}.")
 
 
@@ -397,7 +425,7 @@ def standalone_html(data: dict) -> str:
     safe = json.dumps(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     scripts = "".join(f"<script>{path.read_text(encoding='utf-8')}</script>" for path in static_files())
     return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>BGE Explorer map</title>{scripts}</head>'
-            f'<body><div id="map" style="width:100%;min-height:640px"></div>'
+            f'<body><div id="map" style="width:100%;min-height:640px"></div><div class="bx-map-clusters" hidden></div>'
             f'<script type="application/json" id="map-data">{safe}</script>'
             "<script>BxMap.draw(document.getElementById('map'), "
             "JSON.parse(document.getElementById('map-data').textContent), {});</script></body></html>")
@@ -409,7 +437,7 @@ def export_map(color_by: str = "document", state: Any = None, find: str = ""):
     app = app_state.get(state)
     key = _key(app)
     proj = _projection(app, key)
-    data, _ = payload(app, key, proj, color_by if color_by in COLOR_BY else "document", find)
+    data, _ = payload(app, key, proj, color_by if color_by in colour_choices(app) else "document", find)
     folder = _tmpdir(app)
     page = Path(folder) / "bge-explorer-map.html"
     page.write_text(standalone_html(data), encoding="utf-8")

@@ -92,7 +92,8 @@ def by_value(values: Sequence[float | None], title: str) -> Colouring:
 
 
 def label_payload(labels: Sequence[ClusterLabel]) -> list[dict]:
-    return [{"text": plain(label.text, 60), "x": label.x, "y": label.y, "size": label.size} for label in labels]
+    return [{"cluster": int(label.cluster), "text": plain(label.text, 60), "x": label.x, "y": label.y,
+             "size": label.size} for label in labels]
 
 
 def point_payload(coords: np.ndarray, chunks: pd.DataFrame, colouring: Colouring, **extra) -> dict:
@@ -115,7 +116,7 @@ def bytes_per_point(payload: dict) -> float:
     import json
 
     n = max(payload["n"], 1)
-    binary = sum(len(payload[k]["b64"]) for k in ("x", "y", "doc", "chunk"))
+    binary = sum(len(payload[k]["b64"]) for k in ("x", "y", "doc", "chunk", "cluster") if k in payload)
     colour = payload["colour"]
     binary += len((colour.get("codes") or colour.get("values"))["b64"])
     return (binary + len(json.dumps(payload["text"], ensure_ascii=False).encode())) / n
