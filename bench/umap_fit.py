@@ -39,7 +39,9 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=384)
     args = parser.parse_args()
     load_before = os.getloadavg()
-    projection.fit_umap(vectors(500, args.dim, seed=1))  # numba JIT (or its disk cache) out of the figures
+    # numba JIT (or its disk cache) out of the figures: past 4,096 points UMAP takes pynndescent's approximate
+    # neighbours, whose functions a smaller warm-up would not compile
+    projection.fit_umap(vectors(5_000, args.dim, seed=1))
     rows = []
     for n in args.sizes:
         data = vectors(n, args.dim)
