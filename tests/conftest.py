@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a Hub name fails at once instead of after a minute
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -70,6 +71,28 @@ def random_corpus(n: int = 40, seed: int = 11, titles: bool = True):
     heads = [" ".join(rng.choice(random_models.WORDS, 2)) if titles and i % 3 == 0 else "" for i in range(n)]
     return Corpus(pd.DataFrame(dict(doc_id=[f"doc{i}" for i in range(n)], title=heads, text=texts, source="gen",
                                     page_starts=None)))
+
+
+def write_parquet_index(folder, encoder: str, n: int = 60):
+    """Two Parquet shards (as ``embed --engine ray`` writes them) of the single-process embedding of ``n`` random
+    documents in ``folder`` -> (the session that embedded them, the shards' chunk ids (n_chunks,))."""
+    from bge_explorer.indexes import ModelIdentity
+    from bge_explorer.indexes.parquet import shard_name, write_shard
+    from bge_explorer.models.loading import load_embedder
+    from bge_explorer.scale.ray_embed import chunk_ids
+    from bge_explorer.session import Session
+
+    session = Session()
+    session.set_corpus(random_corpus(n))
+    embedder = load_embedder(encoder, precision="fp32")
+    session.build_index(embedder, 16, 4)
+    table = session.chunks.table
+    seq = table["doc_id"].str.slice(3).astype(int).to_numpy()
+    ids = chunk_ids(seq, table["chunk"].to_numpy())
+    for shard, mask in enumerate([seq < n // 2, seq >= n // 2]):
+        write_shard(Path(folder) / shard_name(shard), ids[mask], table[mask], session.vectors[mask],
+                    ModelIdentity.of(embedder), {"chunk_size": 16, "overlap": 4})
+    return session, ids
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 README_SHOTS = ROOT / "assets" / "screenshots"
 AXE = ROOT / "tests" / "js" / "node_modules" / "axe-core" / "axe.min.js"
-TABS = ["Corpus", "Model & index", "Search", "Compare prefixes", "Map", "Export", "Evaluate", "Workbench"]
+TABS = ["Corpus", "Model & index", "Search", "Compare prefixes", "Map", "Export", "Evaluate", "Workbench",
+        "Connect to an index"]
 SIZES = [(1440, 900), (1024, 768)]
 README = {"Corpus": "1-corpus", "Model & index": "2-index", "Search": "3-search", "Map": "4-map",
           "Compare prefixes": "5-compare"}  # the README's screenshots (assets/screenshots/), taken at 1440x900
@@ -132,6 +133,8 @@ def test_a_fresh_page_says_what_to_do_first(browser, app_url):
         tables = page.evaluate(VISIBLE_TABLES)
         assert tables == [], f"{tab}: tables shown before they have content: {tables}"
         assert not page.locator(".js-plotly-plot:visible").count(), f"{tab}: an empty plot"
+    open_tab(page, "Connect to an index")
+    assert "Connect to an index first" in page.locator("#connect-empty").inner_text()
     open_tab(page, "Search")
     assert "Load a corpus and build the index first" in page.locator("#empty-results").inner_text()
     assert not page.locator("#why").is_visible()  # "Why this match" only with results

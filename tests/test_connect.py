@@ -11,34 +11,21 @@ import pytest
 
 from bge_explorer.cli.commands import main
 from bge_explorer.errors import ConfigError
-from bge_explorer.indexes import ModelIdentity, create
-from bge_explorer.indexes.parquet import shard_name, write_shard
+from bge_explorer.indexes import create
 from bge_explorer.models import random_models
 from bge_explorer.models.loading import load_embedder, load_reranker
 from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.retrieval.pipeline import rerank
 from bge_explorer.retrieval.rerank import RerankCache
 from bge_explorer.scale.connect import connect, load_shards, search
-from bge_explorer.scale.ray_embed import chunk_ids
-from bge_explorer.session import Session
-from conftest import random_corpus
+from conftest import write_parquet_index
 
 
 @pytest.fixture(scope="module")
 def shards_dir(tmp_path_factory, tiny_encoder):
     """Two shards of the single-process embedding of 60 random documents, and the session that made them."""
-    session = Session()
-    session.set_corpus(random_corpus(60))
-    embedder = load_embedder(tiny_encoder, precision="fp32")
-    session.build_index(embedder, 16, 4)
-    table = session.chunks.table
     folder = tmp_path_factory.mktemp("shards")
-    seq = table["doc_id"].str.slice(3).astype(int).to_numpy()
-    ids = chunk_ids(seq, table["chunk"].to_numpy())
-    for shard, mask in enumerate([seq < 30, seq >= 30]):
-        write_shard(folder / shard_name(shard), ids[mask], table[mask], session.vectors[mask],
-                    ModelIdentity.of(embedder), {"chunk_size": 16, "overlap": 4})
-    return folder, session, ids
+    return (folder, *write_parquet_index(folder, tiny_encoder))
 
 
 def expected(session, ids, query: str, k: int) -> list[int]:
@@ -114,6 +101,41 @@ def test_app_connect_tab_handlers(shards_dir, tiny_encoder, tiny_reranker, tmp_p
     status, kept = open_connection("parquet", "", "", str(folder), other, False, state)
     assert "different model versions" in status and kept is state  # refused, the old connection stays
     state.connection.index.close()
+
+
+def test_grading_connected_results_feeds_the_experiment_and_downloads(shards_dir, tiny_encoder, tiny_reranker):
+    """Judging in place on a connected index: select a row, grade it, the next unjudged is selected; the grades
+    show in both tables, survive a reconnect, download as a BEIR zip that reads back, and are the experiment's
+    judgments when nothing is uploaded."""
+    from bge_explorer.app import connect as tab
+    from bge_explorer.data.judging import JudgmentStore
+
+    folder, session, ids = shards_dir
+    _, state = tab.open_connection("parquet", "", "", str(folder), "", False, None)
+    with pytest.raises(gr.Error, match="Grade some results first"):
+        tab.export_judgments(state)
+    query = "cell protein gene"
+    before, after = tab.search_connection(query, 6, tiny_reranker, 6, state)
+    status, state = tab.select_after(state, gr.SelectData(None, {"index": [1, 0], "value": "", "selected": True}))
+    reranked = tab.final_table(state.ranking, 6)["doc_id"].astype(str).tolist()
+    assert f"reranked #2, document <b>{reranked[1]}</b> (unjudged)" in status
+    before, after, status, state = tab.grade_connected(3, state)
+    assert state.selected == ("after", 2)  # the next unjudged of the same table
+    assert after["grade"].tolist()[1] == "3 perfect"
+    assert before.loc[before["document"].str.contains(reranked[1], regex=False), "grade"].tolist() == ["3 perfect"]
+    retrieved = state.ranking.table["doc_id"].astype(str).head(6).tolist()
+    other = next(j for j, d in enumerate(retrieved) if d != reranked[1])
+    tab.select_before(state, gr.SelectData(None, {"index": [other, 2], "value": "", "selected": True}))
+    *_, state = tab.grade_connected(0, state)
+    assert state.judgments.grades(query) == {reranked[1]: 3, retrieved[other]: 0}
+    _, state = tab.open_connection("parquet", "", "", str(folder), "", False, state)  # reconnect: grades kept
+    assert state.judgments.grades(query)[reranked[1]] == 3
+    back = JudgmentStore()
+    back.load_file(tab.export_judgments(state))
+    assert back.grades(query) == state.judgments.grades(query)
+    status, table, _ = tab.experiment_connection(None, tab.experiment_template(state), "", state)
+    assert "on 1 judged queries" in status and len(table) == 3
+    state.close()
 
 
 def connected_judgments(session, n: int = 8, seed: int = 4):

@@ -9,6 +9,7 @@ Off on a public deployment: a visitor must not make the server open files or rea
 """
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import gradio as gr
@@ -16,18 +17,16 @@ import pandas as pd
 import yaml
 
 from bge_explorer import settings
-from bge_explorer.app import state as app_state, workspace
-from bge_explorer.app.explorer import after_table, before_table
-from bge_explorer.app.render import box, esc, fail
+from bge_explorer.app import choices, state as app_state, workspace
+from bge_explorer.app.explorer import after_table, before_table, final_table
+from bge_explorer.app.render import box, esc, fail, label
 from bge_explorer.app.workbench import parse_plan, results_figure, results_table
-from bge_explorer.data.judging import JudgmentStore
+from bge_explorer.data.judging import SCALES, JudgmentStore
 from bge_explorer.errors import ExplorerError
-from bge_explorer.models.catalog import RERANKERS
 from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.retrieval.rerank import RerankCache
 from bge_explorer.scale import connect as engine
 
-NO_RERANKER = "(none)"
 HELP = ("Search an index you already have. **Milvus**: a milvus-lite `.db` file or `http://host:19530`; "
         "**Qdrant**: a local folder or `http://host:6333`; **Parquet**: the folder `embed --engine ray` wrote. "
         "Nothing is written to the store. The model stored with the index is used unless you name another of the "
@@ -35,10 +34,40 @@ HELP = ("Search an index you already have. **Milvus**: a milvus-lite `.db` file 
 
 
 class Connected:
-    """One browser session's connection and reranker cache."""
+    """One browser session's connection, reranker cache, last search and the judgments graded on its results."""
 
-    def __init__(self, connection: engine.Connection):
+    def __init__(self, connection: engine.Connection, judgments: JudgmentStore | None = None):
         self.connection, self.rerank_cache = connection, RerankCache()
+        self.judgments = judgments if judgments is not None else JudgmentStore()
+        self.ranking, self.k = None, 10
+        self.selected: tuple[str, int] | None = None  # (table, row) the grade buttons act on
+        self.workdir: str | None = None
+
+    def rows(self, which: str) -> pd.DataFrame:
+        """The rows of one result table as shown: "before" (the store's order) or "after" (reranked)."""
+        if self.ranking is None:
+            raise ExplorerError("Search first: the results of the last search are graded here.")
+        if which == "after" and self.ranking.rerank_logits is not None:
+            return final_table(self.ranking, self.k)
+        return self.ranking.table.head(self.k).reset_index(drop=True)
+
+    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """(before, after) of the last search, with this tab's grades for its query."""
+        query = self.ranking.query
+        grades = {d: self.judgments.label(g) for d, g in self.judgments.grades(query).items()}
+        return (before_table(self.ranking, self.k, query, grades=grades),
+                after_table(self.ranking, self.k, query, grades=grades))
+
+    def close(self) -> None:
+        self.connection.index.close()
+        workspace.remove(self.workdir)
+
+
+def drop(value: Any) -> None:
+    """``gr.State(delete_callback=...)``: the tab's state expired; its client is closed, its files removed."""
+    if isinstance(value, Connected):
+        value.close()
+        app_state.release_memory()
 
 
 def experiment_template(current: Connected | None) -> str:
@@ -51,13 +80,16 @@ def experiment_template(current: Connected | None) -> str:
         sort_keys=False, allow_unicode=True)
 
 
-def read_judgments(files: Any):
-    """Uploaded judgments (a BEIR zip or a ``query,doc_id[,grade]`` CSV) -> Judgments."""
+def read_judgments(files: Any, graded: JudgmentStore | None = None):
+    """Uploaded judgments (a BEIR zip or a ``query,doc_id[,grade]`` CSV) and those ``graded`` in the tab ->
+    Judgments."""
     paths = workspace.upload_paths(files)
-    if not paths:
-        raise ExplorerError("Upload judgments first: a BEIR zip (queries.jsonl + qrels/test.tsv) or a "
-                            "query,doc_id,grade CSV.")
+    if not paths and not (graded is not None and len(graded)):
+        raise ExplorerError("Upload judgments first (a BEIR zip of queries.jsonl + qrels/test.tsv, or a "
+                            "query,doc_id,grade CSV), or grade search results in this tab.")
     store = JudgmentStore()
+    if graded is not None:
+        store.load(*graded.numbered())
     for path in paths:
         store.load_file(path)
     return store.to_judgments()
@@ -72,7 +104,7 @@ def experiment_connection(files: Any, configs_yaml: str, baseline: str, current:
     if current is None:
         raise fail(ExplorerError("Connect to an index first."))
     try:
-        judgments = read_judgments(files)
+        judgments = read_judgments(files, current.judgments)
         plan = parse_plan(configs_yaml, baseline, RetrievalConfig(model=current.connection.embedder.spec.name,
                                                                   chunk_size=None))
         result = run_connected_experiment(
@@ -99,10 +131,11 @@ def open_connection(backend: str, uri: str, collection: str, path: str, model: s
                                     path=path.strip() or None, model=model.strip() or None, confirm_model=confirm)
     except ExplorerError as exc:
         return box("error", esc(str(exc))), current
+    judgments = current.judgments if current is not None else None  # grades outlive a change of index
     if current is not None:
-        current.connection.index.close()
+        current.close()
     notes = "".join(f"<br>note: {esc(n)}" for n in connection.notes)
-    return box("info", esc(connection.describe()) + notes), Connected(connection)
+    return box("info", esc(connection.describe()) + notes), Connected(connection, judgments)
 
 
 def search_connection(query: str, k: float, reranker: str, top_n: float, current: Connected | None
@@ -112,39 +145,115 @@ def search_connection(query: str, k: float, reranker: str, top_n: float, current
         raise fail(ExplorerError("Connect to an index first."))
     try:
         ranking = engine.search(current.connection, query, k=int(k))
-        if reranker and reranker != NO_RERANKER:
+        if _reranks(reranker):
             from bge_explorer.models.loading import load_reranker
             from bge_explorer.retrieval.pipeline import rerank
 
             rerank(ranking, load_reranker(reranker), int(top_n), current.rerank_cache)
     except ExplorerError as exc:
         raise fail(exc) from None
-    return before_table(ranking, int(k), query), after_table(ranking, int(k), query)
+    current.ranking, current.k, current.selected = ranking, int(k), None
+    return current.tables()
+
+
+def grading_status(current: Connected | None) -> str:
+    """What the grade buttons act on, and how many of the shown documents are judged."""
+    if current is None or current.ranking is None:
+        return box("info", "Search, then select a result and grade it: the grades feed this tab's experiment and "
+                           "download as judgments.")
+    query = current.ranking.query
+    which, row = current.selected or ("after" if current.ranking.rerank_logits is not None else "before", None)
+    docs = current.rows(which)["doc_id"].astype(str).tolist()
+    c = current.judgments.counts(query, docs)
+    head = (f"Grading “{label(query)}”: {c.judged} of the {len(docs)} documents shown judged ({c.relevant} "
+            f"relevant); {len(current.judgments)} judgments in this tab.")
+    if row is None:
+        return box("info", f"{head} Select a row in a table to grade it.")
+    grade = current.judgments.label(current.judgments.get(query, docs[row])) or "unjudged"
+    return box("info", f"{head} Selected: {'reranked' if which == 'after' else 'retrieved'} #{row + 1}, document "
+                       f"<b>{label(docs[row])}</b> ({esc(grade)}).")
+
+
+def select_connected(which: str, current: Connected | None, evt: gr.SelectData):
+    """A row picked in the retrieved (``which`` "before") or reranked ("after") table. -> (status, state)."""
+    if current is None or current.ranking is None or evt is None or evt.index is None:
+        return gr.skip(), current
+    index = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    if 0 <= int(index) < len(current.rows(which)):
+        current.selected = (which, int(index))
+    return grading_status(current), current
+
+
+def select_before(current: Connected | None, evt: gr.SelectData):
+    return select_connected("before", current, evt)
+
+
+def select_after(current: Connected | None, evt: gr.SelectData):
+    return select_connected("after", current, evt)
+
+
+def grade_connected(grade: float, current: Connected | None):
+    """Grade the selected result's document for the last query, then select the next unjudged one of the same
+    table. -> (before, after, status, state)."""
+    try:
+        if current is None or current.ranking is None:
+            raise ExplorerError("Connect and search first.")
+        if current.selected is None:
+            raise ExplorerError("Select a result row first.")
+        which, row = current.selected
+        docs = current.rows(which)["doc_id"].astype(str).tolist()
+        value = float(grade)
+        current.judgments.grade(current.ranking.query, docs[row], int(value) if value == int(value) else value)
+    except (ExplorerError, TypeError, ValueError) as exc:
+        raise fail(exc) from None
+    following = current.judgments.next_unjudged(current.ranking.query, docs, after=row)
+    current.selected = (which, row if following is None else following)
+    return (*current.tables(), grading_status(current), current)
+
+
+def export_judgments(current: Connected | None) -> str:
+    """This tab's judgments as a BEIR zip (queries.jsonl + qrels/test.tsv): the Workbench and the CLI read it."""
+    if current is None or not len(current.judgments):
+        raise fail(ExplorerError("Grade some results first."))
+    current.workdir = current.workdir or workspace.new_dir()
+    return str(current.judgments.to_beir_zip(os.path.join(current.workdir, "connected-judgments.zip")))
 
 
 def build_connect_tab() -> None:
     """Lay out the tab inside the caller's ``with gr.Tab(...)``, with its own session state (expiring like the
     page's: its client is released with it)."""
-    state = gr.State(None, time_to_live=workspace.session_ttl_s(), delete_callback=app_state.drop)
+    state = gr.State(None, time_to_live=workspace.session_ttl_s(), delete_callback=drop)
     gr.Markdown(HELP)
     with gr.Row():
-        backend = gr.Dropdown(list(engine.EXTERNAL), value="milvus", label="Index")
+        backend = gr.Dropdown(list(engine.EXTERNAL), value="milvus", label="Index", elem_id="connect-backend")
         uri = gr.Textbox(label="URI (Milvus / Qdrant)")
         collection = gr.Textbox(label="Collection", value="chunks")
-        path = gr.Textbox(label="Parquet folder")
+        path = gr.Textbox(label="Parquet folder", elem_id="connect-path")
     with gr.Row():
         model = gr.Textbox(label="Model (empty: the one stored with the index)")
         confirm = gr.Checkbox(label="The index has no model metadata: I confirm this model embedded it")
-        connect = gr.Button("Connect", variant="primary")
-    status = gr.HTML(box("info", "Not connected."))
+        connect = gr.Button("Connect", variant="primary", elem_id="connect-btn")
+    status = gr.HTML(box("info", "Not connected."), elem_id="connect-status")
     with gr.Row():
-        query = gr.Textbox(label="Query", scale=3)
+        query = gr.Textbox(label="Query", scale=3, elem_id="connect-query")
         k = gr.Number(value=10, minimum=1, maximum=engine.FETCH_LIMIT, precision=0, label="k")
-        reranker = gr.Dropdown([NO_RERANKER, *RERANKERS], value=NO_RERANKER, label="Reranker")
+        with gr.Column(min_width=200):
+            reranker = gr.Dropdown(choices.choices("reranker"), value=choices.NO_RERANKER, allow_custom_value=True,
+                                   label="Reranker (catalog, Hub id or local path)", elem_id="connect-reranker")
+            reranker_where = gr.HTML(elem_id="connect-reranker-availability")
         top_n = gr.Number(value=10, minimum=1, maximum=engine.FETCH_LIMIT, precision=0, label="Rerank top n")
-        search = gr.Button("Search")
-    before = gr.Dataframe(label="Retrieved", datatype="markdown", wrap=True)
-    after = gr.Dataframe(label="Reranked", datatype="markdown", wrap=True)
+        search = gr.Button("Search", elem_id="connect-search-btn")
+    empty = gr.HTML(_empty_line(False), elem_id="connect-empty")
+    with gr.Column(visible=False) as results:
+        before = gr.Dataframe(label="Retrieved", datatype="markdown", wrap=True, elem_id="connect-before")
+        after = gr.Dataframe(label="Reranked", datatype="markdown", wrap=True, visible=False,
+                             elem_id="connect-after")
+        grading = gr.HTML(grading_status(None), elem_id="connect-grading")
+        with gr.Row():
+            grades = [gr.Button(f"{g} {name}", size="sm", elem_id=f"connect-grade-{g}")
+                      for g, name in enumerate(SCALES["graded"])]
+            download = gr.Button("Download these judgments (BEIR zip)", size="sm", elem_id="connect-judgments-btn")
+        judgments_file = gr.File(label="Judgments", interactive=False, visible=False, elem_id="connect-judgments-file")
     with gr.Accordion("Experiment on this index: configurations against your judgments", open=False):
         gr.Markdown("Compare the query instruction, BM25 fusion over the fetched candidates and rerankers on the "
                     "stored vectors; each configuration gets intervals and a Holm-adjusted test against the "
@@ -159,12 +268,48 @@ def build_connect_tab() -> None:
         with gr.Row():
             baseline = gr.Textbox(label="Baseline (empty: the file's)", scale=2)
             run = gr.Button("Run the experiment", variant="primary", elem_id="connect-experiment-btn")
-        ex_status = gr.HTML(elem_id="connect-experiment-status")
-        leaderboard = gr.Dataframe(label="Leaderboard", wrap=True, elem_id="connect-leaderboard")
-        chart = gr.Plot(label="nDCG@10 with 95% intervals")
-    connect.click(open_connection, [backend, uri, collection, path, model, confirm, state], [status, state],
-                  api_name="connect_index").then(experiment_template, state, configs)
-    run.click(experiment_connection, [judgments, configs, baseline, state], [ex_status, leaderboard, chart],
-              api_name="experiment_index")
-    gr.on([search.click, query.submit], search_connection, [query, k, reranker, top_n, state], [before, after],
-          api_name="search_index")
+        ex_status = gr.HTML(box("info", "Connect, upload judgments, then run: the leaderboard and its chart "
+                                        "appear here."), elem_id="connect-experiment-status")
+        leaderboard = gr.Dataframe(label="Leaderboard", wrap=True, elem_id="connect-leaderboard", visible=False)
+        chart = gr.Plot(label="nDCG@10 with 95% intervals", visible=False)
+    connected = connect.click(open_connection, [backend, uri, collection, path, model, confirm, state],
+                              [status, state], api_name="connect_index")
+    connected.then(experiment_template, state, configs, api_visibility="private")
+    connected.then(lambda current: _empty_line(current is not None), state, empty, api_visibility="private")
+    ran = run.click(experiment_connection, [judgments, configs, baseline, state], [ex_status, leaderboard, chart],
+                    api_name="experiment_index")
+    ran.success(lambda: (gr.update(visible=True),) * 2, None, [leaderboard, chart], api_visibility="private")
+    reranker.change(lambda name: choices.availability_html(name, "reranker"), reranker, reranker_where,
+                    api_visibility="private")
+    searched = gr.on([search.click, query.submit], search_connection, [query, k, reranker, top_n, state],
+                     [before, after], api_name="search_index")
+    searched.success(_show_results, [reranker, state], [empty, results, after, grading], api_visibility="private")
+    before.select(select_before, state, [grading, state], api_visibility="private")
+    after.select(select_after, state, [grading, state], api_visibility="private")
+    for g, button in enumerate(grades):
+        button.click(lambda current, g=g: grade_connected(g, current), state, [before, after, grading, state],
+                     api_visibility="private")
+    download.click(export_judgments, state, judgments_file, api_name="export_index_judgments").success(
+        lambda: gr.update(visible=True), None, judgments_file, api_visibility="private")
+
+
+def _empty_line(connected: bool) -> str:
+    """What the results area says before it has results."""
+    if settings.current().public:
+        return box("info", "Connecting to an index is off on this public deployment: it would let a visitor make "
+                           "the server open files or reach other hosts.")
+    if not connected:
+        return box("info", "Connect to an index first: choose Milvus, Qdrant or a Parquet folder above and press "
+                           "Connect. Its results show here.")
+    return box("info", "Connected: type a query and press Search.")
+
+
+def _reranks(reranker: str | None) -> bool:
+    """Whether the reranker field names one ("none", as the list offers, or "(none)" or empty: no)."""
+    return (reranker or "").strip().lower() not in ("", choices.NO_RERANKER, f"({choices.NO_RERANKER})")
+
+
+def _show_results(reranker: str, current: Connected | None):
+    """After a search: the retrieved table, the reranked one when a reranker was chosen, the grading line."""
+    reranked = _reranks(reranker)
+    return gr.update(visible=False), gr.update(visible=True), gr.update(visible=reranked), grading_status(current)

@@ -134,12 +134,13 @@ class JudgmentStore(ProcessLocal):
     def to_judgments(self) -> Judgments:
         """Judgments for evaluation: query ids ``q1, q2, ...`` in order of first judgment; queries with no
         relevant document are left out (and counted in ``notes``), as for an uploaded qrels file."""
-        queries, qrels = self._numbered()
+        queries, qrels = self.numbered()
         if not qrels:
             raise ExplorerError("No judgments yet: grade some results in Search first.")
         return combine(queries, qrels, "judgments made in this session")
 
-    def _numbered(self) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+    def numbered(self) -> tuple[dict[str, str], dict[str, dict[str, int]]]:
+        """(queries, qrels) with query ids ``q1, q2, ...`` in order of first judgment (queries with grades only)."""
         with self._lock:
             items = [(q, dict(j)) for q, j in self._grades.items() if j]
         return ({f"q{i}": q for i, (q, _) in enumerate(items, start=1)},
@@ -158,7 +159,7 @@ class JudgmentStore(ProcessLocal):
 
     def to_beir_zip(self, path: str | Path) -> Path:
         """A zip of ``queries.jsonl`` and ``qrels/test.tsv`` (the BEIR layout, without the corpus)."""
-        queries, qrels = self._numbered()
+        queries, qrels = self.numbered()
         path = Path(path)
         with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
             archive.writestr("queries.jsonl", "".join(json.dumps({"_id": q, "text": t}, ensure_ascii=False) + "\n"
