@@ -58,7 +58,7 @@
   const ENTITIES = {"&lt;": "<", "&gt;": ">", "&amp;": "&", "&#34;": '"', "&#x27;": "'"};
   function unescape(text) { return text.replace(/&(lt|gt|amp|#34|#x27);/g, (e) => ENTITIES[e]); }
 
-  // the cluster list under the map: one button per coarse cluster (its keywords and size); a click selects its
+  // the cluster list above the map: one button per coarse cluster (its keywords and size); a click selects its
   // chunks (as a lasso would) and zooms to them
   function clusterList(gd, p) {
     const list = gd.parentElement && gd.parentElement.querySelector(".bx-map-clusters");

@@ -7,6 +7,7 @@ BGE_EXPLORER_UPDATE_SCREENSHOTS=1 the README's ones in assets/screenshots/ are r
 """
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
@@ -112,6 +113,26 @@ def rows(page, elem_id: str) -> int:
     return page.locator(f"#{elem_id} [role=row]").count() - 1  # minus the header row
 
 
+def lasso_the_middle(page) -> None:
+    """Draw a lasso (real mouse events) around the middle of the map and wait for its chunks to be listed."""
+    size = page.viewport_size
+    page.set_viewport_size({"width": size["width"], "height": 1600})  # the whole map in view
+    page.wait_for_timeout(500)
+    page.locator("#map-plot [data-attr=dragmode][data-val=lasso]").first.click()
+    area = page.evaluate("""() => { const gd = document.querySelector('#map-plot .bx-map-plot'),
+        L = gd._fullLayout, box = gd.getBoundingClientRect();
+        return [box.left + L._size.l, box.top + L._size.t, L._size.w, L._size.h]; }""")
+    left, top, width, height = area
+    cx, cy, r = left + width * 0.5, top + height * 0.5, min(width, height) * 0.3
+    page.mouse.move(cx + r, cy)
+    page.mouse.down()
+    for angle in range(30, 361, 30):
+        page.mouse.move(cx + r * math.cos(math.radians(angle)), cy + r * math.sin(math.radians(angle)), steps=6)
+    page.mouse.up()
+    page.locator("#map-selection-status").get_by_text("selected (lasso)").wait_for(timeout=20_000)
+    page.set_viewport_size(size)
+
+
 def axe_violations(page, tab: str) -> list[dict]:
     """Serious and critical axe-core violations on the page as it is now (``tab`` open), less the known ones."""
     if not page.evaluate("() => typeof window.axe !== 'undefined'"):
@@ -175,6 +196,7 @@ def test_the_demo_fills_every_main_view_and_the_page_reads_well(browser, app_url
     open_tab(page, "Map")
     page.locator("#map-status").get_by_text("UMAP map").wait_for(timeout=240_000)
     assert page.locator("#map-plot .js-plotly-plot canvas").count() > 0
+    lasso_the_middle(page)  # the README's map shows the query's hits, cluster labels and a lasso selection
 
     # a prepared query runs on one click
     open_tab(page, "Search")

@@ -63,7 +63,7 @@ def head() -> str:
 
 
 # The map's component: plotly draws into the div; the payload (the component's value) is JSON of the map.
-TEMPLATE = '<div class="bx-map-plot" data-testid="bx-map-plot"></div><div class="bx-map-clusters" hidden></div>'
+TEMPLATE = '<div class="bx-map-clusters" hidden></div><div class="bx-map-plot" data-testid="bx-map-plot"></div>'
 JS_ON_LOAD = """
 const plot = element.querySelector('.bx-map-plot');
 const hooks = {
@@ -425,7 +425,8 @@ def standalone_html(data: dict) -> str:
     safe = json.dumps(data).replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     scripts = "".join(f"<script>{path.read_text(encoding='utf-8')}</script>" for path in static_files())
     return (f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>BGE Explorer map</title>{scripts}</head>'
-            f'<body><div id="map" style="width:100%;min-height:640px"></div><div class="bx-map-clusters" hidden></div>'
+            '<body><div class="bx-map-clusters" hidden></div>'
+            '<div id="map" style="width:100%;min-height:640px"></div>'
             f'<script type="application/json" id="map-data">{safe}</script>'
             "<script>BxMap.draw(document.getElementById('map'), "
             "JSON.parse(document.getElementById('map-data').textContent), {});</script></body></html>")
