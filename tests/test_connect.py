@@ -4,6 +4,7 @@ a store without identity asks for a confirmed model, nothing written."""
 from __future__ import annotations
 
 import json
+import types
 
 import gradio as gr
 import numpy as np
@@ -60,6 +61,46 @@ def test_connected_search_equals_exact_and_reranks(shards_dir, tmp_path, backend
     with pytest.raises(ConfigError) as err:
         connect(backend, model=other, **where)
     assert err.value.field == "model" and "different model versions" in str(err.value)
+
+
+@pytest.mark.parametrize("backend", ["parquet", "milvus", "qdrant"])
+def test_a_map_of_a_connected_index_samples_it_and_places_every_hit(shards_dir, tmp_path, backend, tiny_reranker):
+    """The store's map: a seeded uniform sample of its vectors (equal to the embedded ones), UMAP over them; a
+    query's top k from the whole store drawn, those outside the sample placed by the transform."""
+    from bge_explorer.scale.store_map import map_store, query_marks
+
+    folder, session, ids = shards_dir
+    if backend == "parquet":
+        connection = connect("parquet", path=str(folder))
+    else:
+        uri = str(tmp_path / ("m.db" if backend == "milvus" else "q"))
+        load_shards(folder, backend, uri=uri, collection="c").close()
+        connection = connect(backend, uri=uri, collection="c")
+    stored = dict(zip(ids.tolist(), session.vectors))
+    drawn = map_store(connection, n=40, seed=1)
+    assert len(drawn.ids) == 40 < drawn.total == len(ids) and set(drawn.ids.tolist()) <= set(stored)
+    assert drawn.sampled and "sample of 40 of its" in drawn.describe()
+    np.testing.assert_allclose(drawn.vectors, [stored[i] for i in drawn.ids.tolist()], atol=1e-6)
+    assert drawn.projection.coords.shape == (40, 2) and len(drawn.clusters) == 40
+    assert drawn.ids.tolist() == map_store(connection, n=40, seed=1).ids.tolist()  # seeded: the same sample
+    by_id = dict(zip(ids.tolist(), session.chunks.table["chunk_id"]))
+    assert drawn.chunks.table["chunk_id"].tolist() == [by_id[i] for i in drawn.ids.tolist()]
+
+    query = "cell protein gene"
+    ranking = search(connection, query, k=12)
+    rerank(ranking, load_reranker(tiny_reranker, precision="fp32"), 6, RerankCache())
+    marks = query_marks(connection, drawn, ranking, 12)
+    top = expected(session, ids, query, 12)
+    assert marks.chunks["chunk_id"].iloc[marks.retrieved].tolist() == [by_id[i] for i in top]
+    inside = [i for i in top if i in set(drawn.ids.tolist())]
+    assert marks.outside == 12 - len(inside) > 0 and len(marks.chunks) == 40 + marks.outside
+    outside = [i for i in top if i not in set(inside)]
+    read = connection.index.vectors(outside)  # Qdrant keeps them normalised again: equal to 1e-6, not bit for bit
+    np.testing.assert_allclose(read, [stored[i] for i in outside], atol=1e-6)
+    np.testing.assert_allclose(marks.coords[40:], drawn.projection.transform(read), atol=1e-4)
+    reranked = ranking.chunks.table["chunk_id"].to_numpy()[ranking.final_rows()[:12]]
+    assert marks.chunks["chunk_id"].iloc[marks.reranked].tolist() == reranked.tolist()
+    connection.index.close()
 
 
 def test_store_without_identity_needs_a_confirmed_model(tmp_path, tiny_encoder):
@@ -135,6 +176,33 @@ def test_grading_connected_results_feeds_the_experiment_and_downloads(shards_dir
     assert back.grades(query) == state.judgments.grades(query)
     status, table, _ = tab.experiment_connection(None, tab.experiment_template(state), "", state)
     assert "on 1 judged queries" in status and len(table) == 3
+    state.close()
+
+
+def test_app_map_of_the_connected_index(shards_dir, tiny_encoder):
+    """The tab's map: every stored chunk (fewer than the sample size), then the query and its hits after a
+    search; a click on a point opens its chunk; markup in the query stays text."""
+    from bge_explorer.app import connect as tab
+    from bge_explorer.maps import points
+
+    folder, session, ids = shards_dir
+    _, state = tab.open_connection("parquet", "", "", str(folder), "", False, None)
+    assert tab.redraw_map(state)[0] == gr.skip()  # no map yet: nothing to redraw
+    payload, status, state = tab.map_connection(state, progress=lambda *a, **k: None)
+    data = json.loads(payload)
+    assert data["n"] == len(ids) and f"all {len(ids):,} of its vectors" in status and data["query"] is None
+    tab.search_connection("<b>cell</b> protein", 5, "none", 5, state)
+    payload, status, state = tab.redraw_map(state)
+    data = json.loads(payload)
+    chunk_ids = state.drawn["chunk_id"].tolist()
+    assert [chunk_ids[r] for r in data["query"]["retrieved"]] == state.ranking.chunks.table["chunk_id"].tolist()
+    assert "<b>" not in data["query"]["text"] and "0 of the hits are outside the sample" in status
+    assert points.decode_array(data["cluster"]).tolist() == state.store_map.clusters.tolist()
+    row = data["query"]["retrieved"][0]
+    detail = tab.map_point(state, types.SimpleNamespace(_data={"row": row}))
+    assert f"Point {row}:" in detail and "<b>cell</b>" not in detail
+    with pytest.raises(gr.Error, match="click one of its points"):
+        tab.map_point(state, types.SimpleNamespace(_data={"row": 10**6}))
     state.close()
 
 

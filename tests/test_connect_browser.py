@@ -1,5 +1,5 @@
 """The Connect tab in Debian's Chromium (Playwright): connect to a folder of Parquet shards, search it, grade a
-result by click, download the judgments, all against the shards' own content."""
+result by click, download the judgments and map the index, all against the shards' own content."""
 from __future__ import annotations
 
 import os
@@ -60,4 +60,14 @@ def test_connect_search_grade_and_download_judgments(shards):
         back = JudgmentStore()
         back.load_file(saved, "judged.zip")
         assert back.grades(query) == {document: 2}
+
+        # the map of the index: every stored chunk here (fewer than the sample size), the query and its hits
+        page.get_by_text("Map of this index (a sample)").click()
+        page.locator("#connect-map-btn").click()
+        page.locator("#connect-map-status").get_by_text("UMAP of all").wait_for(timeout=240_000)
+        plot = "#connect-map .bx-map-plot"
+        page.locator(f"{plot}.js-plotly-plot canvas").first.wait_for(timeout=30_000)
+        traces = page.evaluate(f"() => document.querySelector('{plot}').data.map((t) => t.name)")
+        assert "query" in traces and "retrieved top 10" in traces
+        assert page.evaluate(f"() => document.querySelector('{plot}').data[0].x.length") == len(session.chunks.table)
         assert page.console_errors == []

@@ -9,23 +9,27 @@ Off on a public deployment: a visitor must not make the server open files or rea
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import gradio as gr
+import numpy as np
 import pandas as pd
 import yaml
 
 from bge_explorer import settings
-from bge_explorer.app import choices, state as app_state, workspace
-from bge_explorer.app.explorer import after_table, before_table, final_table
+from bge_explorer.app import choices, map as map_tab, state as app_state, workspace
+from bge_explorer.app.explorer import after_table, before_table, chunk_detail, final_table
 from bge_explorer.app.render import box, esc, fail, label
 from bge_explorer.app.workbench import parse_plan, results_figure, results_table
 from bge_explorer.data.judging import SCALES, JudgmentStore
 from bge_explorer.errors import ExplorerError
 from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.retrieval.rerank import RerankCache
+from bge_explorer.maps import points
 from bge_explorer.scale import connect as engine
+from bge_explorer.scale.store_map import MAP_SAMPLE, StoreMap, map_store, query_marks
 
 HELP = ("Search an index you already have. **Milvus**: a milvus-lite `.db` file or `http://host:19530`; "
         "**Qdrant**: a local folder or `http://host:6333`; **Parquet**: the folder `embed --engine ray` wrote. "
@@ -42,6 +46,8 @@ class Connected:
         self.ranking, self.k = None, 10
         self.selected: tuple[str, int] | None = None  # (table, row) the grade buttons act on
         self.workdir: str | None = None
+        self.store_map: StoreMap | None = None  # the map of a sample of the store, fitted once per connection
+        self.drawn: pd.DataFrame | None = None  # the chunks of the points on the map, in payload order
 
     def rows(self, which: str) -> pd.DataFrame:
         """The rows of one result table as shown: "before" (the store's order) or "after" (reranked)."""
@@ -219,6 +225,65 @@ def export_judgments(current: Connected | None) -> str:
     return str(current.judgments.to_beir_zip(os.path.join(current.workdir, "connected-judgments.zip")))
 
 
+def map_connection(current: Connected | None, progress=gr.Progress()):
+    """The map of the connected store: UMAP of a seeded sample (once per connection), with the last query and
+    its top k from the whole store. -> (map payload JSON, status, state)."""
+    if current is None:
+        raise fail(ExplorerError("Connect to an index first."))
+    try:
+        if current.store_map is None:
+            progress(0.1, desc=f"sampling up to {MAP_SAMPLE:,} vectors and fitting UMAP")
+            current.store_map = map_store(current.connection)
+        data, note = _store_payload(current)
+    except ExplorerError as exc:
+        raise fail(exc) from None
+    return json.dumps(data), box("ok", esc(current.store_map.describe()) + note), current
+
+
+def redraw_map(current: Connected | None):
+    """After a search: the map again with the new query, when it is drawn already."""
+    if current is None or current.store_map is None:
+        return gr.skip(), gr.skip(), current
+    data, note = _store_payload(current)
+    return json.dumps(data), box("ok", esc(current.store_map.describe()) + note), current
+
+
+def _store_payload(current: Connected) -> tuple[dict, str]:
+    """The map's payload (points.point_payload) and a sentence on the query's marks."""
+    drawn, note = current.store_map, " Search to see the query and its hits on the map."
+    coords, table, query = drawn.projection.coords, drawn.chunks.table, None
+    if current.ranking is not None:
+        marks = query_marks(current.connection, drawn, current.ranking, current.k)
+        coords, table = marks.coords, marks.chunks
+        query = {"text": points.plain(current.ranking.query, points.HOVER_CHARS), "x": float(marks.xy[0]),
+                 "y": float(marks.xy[1]), "retrieved": marks.retrieved, "reranked": marks.reranked}
+        note = (f" Query: star, with lines to its top {len(marks.retrieved)} from the whole store (open circles) and "
+                f"reranked top n (red diamonds); {marks.outside} of the hits are outside the sample and placed by "
+                "UMAP's transform.")
+    outside = len(table) - len(drawn.ids)
+    words = {found.cluster: found.text for found in drawn.cluster_labels}
+    names = [f"{c}: {words[c]}" for c in drawn.clusters] + ["hits outside the sample"] * outside
+    codes = np.concatenate([drawn.clusters, np.full(outside, drawn.clusters.max(initial=0) + 1)])
+    current.drawn = table
+    data = points.point_payload(coords, table, points.by_category(names, "cluster"), axis="UMAP",
+                                revision=f"store-{id(drawn)}", title=f"UMAP of {len(drawn.ids):,} stored chunks",
+                                query=query, labels={"coarse": points.label_payload(drawn.cluster_labels),
+                                                     "fine": []},
+                                cluster=points.encode_array(codes, points.code_dtype(int(codes.max(initial=0)) + 1)),
+                                find="", matches=[], space=None)
+    return data, note + " Click a point to read it."
+
+
+def map_point(current: Connected | None, evt: gr.EventData) -> str:
+    """A point clicked on the store's map: its chunk."""
+    row = (evt._data or {}).get("row")
+    if current is None or current.drawn is None or not isinstance(row, int) or isinstance(row, bool) \
+            or not 0 <= row < len(current.drawn):
+        raise fail(ExplorerError("Draw the map, then click one of its points."))
+    query = current.ranking.query if current.ranking is not None else ""
+    return chunk_detail(current.drawn.iloc[row], query, f"Point {row}: ")
+
+
 def build_connect_tab() -> None:
     """Lay out the tab inside the caller's ``with gr.Tab(...)``, with its own session state (expiring like the
     page's: its client is released with it)."""
@@ -254,6 +319,16 @@ def build_connect_tab() -> None:
                       for g, name in enumerate(SCALES["graded"])]
             download = gr.Button("Download these judgments (BEIR zip)", size="sm", elem_id="connect-judgments-btn")
         judgments_file = gr.File(label="Judgments", interactive=False, visible=False, elem_id="connect-judgments-file")
+    with gr.Accordion("Map of this index (a sample)", open=False):
+        gr.Markdown(f"UMAP of a seeded uniform sample of up to {MAP_SAMPLE:,} of the store's vectors (every id is "
+                    "listed, only the sample's vectors are read), clusters named by their keywords; after a search "
+                    "the query and its top k from the whole store, hits outside the sample placed by UMAP's "
+                    "transform. Fitted once per connection.")
+        map_btn = gr.Button("Map a sample of the index", elem_id="connect-map-btn")
+        map_status = gr.HTML(elem_id="connect-map-status")
+        plot = gr.HTML("", html_template=map_tab.TEMPLATE, js_on_load=map_tab.JS_ON_LOAD, head=map_tab.head(),
+                       elem_id="connect-map", min_height=640, visible=False)
+        map_detail = gr.HTML(elem_id="connect-map-detail")
     with gr.Accordion("Experiment on this index: configurations against your judgments", open=False):
         gr.Markdown("Compare the query instruction, BM25 fusion over the fetched candidates and rerankers on the "
                     "stored vectors; each configuration gets intervals and a Holm-adjusted test against the "
@@ -284,6 +359,10 @@ def build_connect_tab() -> None:
     searched = gr.on([search.click, query.submit], search_connection, [query, k, reranker, top_n, state],
                      [before, after], api_name="search_index")
     searched.success(_show_results, [reranker, state], [empty, results, after, grading], api_visibility="private")
+    searched.success(redraw_map, state, [plot, map_status, state], api_visibility="private")
+    map_btn.click(map_connection, state, [plot, map_status, state], api_name="map_index",
+                  concurrency_limit=1).success(lambda: gr.update(visible=True), None, plot, api_visibility="private")
+    plot.point_click(map_point, state, map_detail, api_visibility="private")
     before.select(select_before, state, [grading, state], api_visibility="private")
     after.select(select_after, state, [grading, state], api_visibility="private")
     for g, button in enumerate(grades):

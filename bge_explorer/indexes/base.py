@@ -134,6 +134,22 @@ class VectorIndex(abc.ABC):
         are missing."""
         return self._fetch(np.asarray(ids, np.int64))
 
+    def sample(self, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """A seeded uniform sample of min(n, count()) stored rows -> ids (m,) int64 ascending and their vectors
+        (m, dim) float32: every id is listed (ids only, no vectors), the sample drawn, then only its vectors read."""
+        ids = np.sort(np.asarray(self.ids(), np.int64))
+        if len(ids) > n:
+            ids = np.sort(np.random.default_rng(seed).choice(ids, int(n), replace=False))
+        return ids, self.vectors(ids)
+
+    def ids(self) -> np.ndarray:
+        """Every stored id (count(),) int64, in no set order."""
+        raise ConfigError("index", f"the {self.name} index cannot list its ids")
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored vectors of ``ids`` (m, dim) float32 in that order; ConfigError("index") for an unknown id."""
+        raise ConfigError("index", f"the {self.name} index cannot return its vectors")
+
     def __len__(self) -> int:
         return self.count()
 

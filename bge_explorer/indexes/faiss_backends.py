@@ -63,6 +63,19 @@ class FaissIndex(VectorIndex):
         table = self._payload.set_index("id")
         return table.loc[[i for i in ids.tolist() if i in table.index]].reset_index()
 
+    def ids(self) -> np.ndarray:
+        return self._ids.copy()
+
+    def vectors(self, ids):
+        ids = np.asarray(ids, np.int64)
+        order = np.argsort(self._ids, kind="stable")
+        at = np.searchsorted(self._ids, ids, sorter=order)
+        found = at < len(order)
+        rows = order[np.minimum(at, len(order) - 1)] if len(order) else at
+        if len(ids) and not (found.all() and (self._ids[rows] == ids).all()):
+            raise ConfigError("index", f"ids not in the {self.name} index: {ids[~found | (self._ids[rows] != ids)][:5]}")
+        return self._index.reconstruct_batch(rows.astype(np.int64)) if len(ids) else np.empty((0, self.dim), np.float32)
+
     def nbytes(self) -> int:
         return int(faiss.serialize_index(self._index).nbytes) + self._ids.nbytes if self.count() else 0
 

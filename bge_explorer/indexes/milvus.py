@@ -12,6 +12,7 @@ import shutil
 import tempfile
 import weakref
 
+import numpy as np
 import pandas as pd
 
 from bge_explorer.errors import ConfigError
@@ -19,6 +20,7 @@ from bge_explorer.indexes.base import IDENTITY_KEY, ModelIdentity, StoreIndex, p
 
 INSERT_BATCH = 2_000
 MAX_LIMIT = 16_384  # Milvus's top-k ceiling
+LIST_BATCH = 10_000  # ids read per page when listing them
 
 
 def _is_lite(uri: str) -> bool:
@@ -119,6 +121,27 @@ class MilvusIndex(StoreIndex):
         got = self.client.search(self.collection, data=queries.tolist(), limit=k, output_fields=["id"],
                                  search_params=params)
         return pad_hits([[(hit["id"], hit["distance"]) for hit in hits] for hits in got], k)
+
+    def ids(self) -> np.ndarray:
+        found, pages = [], self.client.query_iterator(self.collection, batch_size=LIST_BATCH, filter="",
+                                                      output_fields=["id"])
+        try:
+            while page := pages.next():
+                found.extend(r["id"] for r in page)
+        finally:
+            pages.close()
+        return np.asarray(found, np.int64)
+
+    def vectors(self, ids):
+        ids = [int(i) for i in ids]
+        got = {}
+        for start in range(0, len(ids), INSERT_BATCH):
+            got.update((r["id"], r["vector"]) for r in self.client.get(self.collection, ids=ids[start:start + INSERT_BATCH],
+                                                                       output_fields=["vector"]))
+        missing = [i for i in ids if i not in got]
+        if missing:
+            raise ConfigError("index", f"ids not in Milvus collection {self.collection!r}: {missing[:5]}")
+        return np.asarray([got[i] for i in ids], np.float32).reshape(len(ids), self.dim)
 
     def _fetch(self, ids):
         if len(ids) == 0:

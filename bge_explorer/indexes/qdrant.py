@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 
 from bge_explorer.errors import ConfigError
 from bge_explorer.indexes.base import IDENTITY_KEY, ModelIdentity, StoreIndex, pad_hits, register
 
 UPSERT_BATCH = 1_000
+LIST_BATCH = 10_000  # ids read per page when listing them
 
 
 def _client(uri: str, api_key: str | None):
@@ -88,6 +90,26 @@ class QdrantIndex(StoreIndex):
         got = self.client.query_batch_points(self.collection, requests=[
             models.QueryRequest(query=q.tolist(), limit=k, with_payload=False) for q in queries])
         return pad_hits([[(p.id, p.score) for p in response.points] for response in got], k)
+
+    def ids(self) -> np.ndarray:
+        found, offset = [], None
+        while True:
+            points, offset = self.client.scroll(self.collection, limit=LIST_BATCH, offset=offset, with_payload=False,
+                                                with_vectors=False)
+            found.extend(p.id for p in points)
+            if offset is None:
+                return np.asarray(found, np.int64)
+
+    def vectors(self, ids):
+        ids = [int(i) for i in ids]
+        got = {}
+        for start in range(0, len(ids), UPSERT_BATCH):
+            got.update((p.id, p.vector) for p in self.client.retrieve(self.collection, ids[start:start + UPSERT_BATCH],
+                                                                      with_payload=False, with_vectors=True))
+        missing = [i for i in ids if i not in got]
+        if missing:
+            raise ConfigError("index", f"ids not in Qdrant collection {self.collection!r}: {missing[:5]}")
+        return np.asarray([got[i] for i in ids], np.float32).reshape(len(ids), self.dim)
 
     def _fetch(self, ids):
         rows = {r.id: r.payload or {} for r in self.client.retrieve(self.collection, [int(i) for i in ids],

@@ -93,7 +93,7 @@ def connect(backend: str, *, uri: str | None = None, collection: str | None = No
     return Connection(index, embedder, notes, where)
 
 
-def _chunks(payload: pd.DataFrame, ids: np.ndarray) -> Chunks:
+def chunk_table(payload: pd.DataFrame, ids: np.ndarray) -> Chunks:
     """The fetched payload rows as a chunk table (CHUNK_COLUMNS) in ``ids`` order; missing fields left empty."""
     table = payload.set_index("id").reindex(ids).reset_index(drop=True)
     defaults = {"chunk_id": [str(i) for i in ids], "doc_id": [str(i) for i in ids], "chunk": 0, "title": "",
@@ -116,7 +116,7 @@ def search(connection: Connection, query: str, *, k: int = 100, instruction: str
     scores, ids = connection.index.search(vector[None, :], min(int(k), FETCH_LIMIT))
     keep = ids[0] >= 0
     scores, ids = scores[0][keep], ids[0][keep]
-    chunks = _chunks(connection.index.fetch(ids), ids)
+    chunks = chunk_table(connection.index.fetch(ids), ids)
     rows = np.arange(len(ids), dtype=np.int64)
     plan = Plan(("dense",), ("dense",), ("dense",), None, {}, tuple(connection.notes))
     return Ranking(query, instruction, chunks, rows, scores.astype(np.float64), {"dense": scores.astype(np.float32)},
