@@ -88,7 +88,9 @@
     st.cluster.forEach((c, i) => { if (c === cluster) rows.push(i); });
     if (!rows.length) return;
     let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
-    for (const i of rows) { x0 = Math.min(x0, x[i]); x1 = Math.max(x1, x[i]); y0 = Math.min(y0, y[i]); y1 = Math.max(y1, y[i]); }
+    for (const i of rows) {
+      x0 = Math.min(x0, x[i]); x1 = Math.max(x1, x[i]); y0 = Math.min(y0, y[i]); y1 = Math.max(y1, y[i]);
+    }
     const padX = (x1 - x0) * 0.15 || 0.5, padY = (y1 - y0) * 0.15 || 0.5;
     gd.parentElement.querySelectorAll(".bx-cluster").forEach((b) =>
       b.setAttribute("aria-pressed", String(b.dataset.cluster === String(cluster))));
@@ -112,6 +114,12 @@
         x: p.matches.map((r) => x[r]), y: p.matches.map((r) => y[r]), text: p.matches.map((r) => hover[r]),
         hovertemplate: "%{text}<extra></extra>",
         marker: {size: 12, symbol: "square-open", color: "#FF7F0E", line: {width: 2}}});
+    }
+    if (p.near && p.near.length) {
+      traces.push({type: "scattergl", mode: "markers", name: "nearest to “" + p.find + "” (" + p.near.length + ")",
+        x: p.near.map((r) => x[r]), y: p.near.map((r) => y[r]),
+        text: p.near.map((r, i) => "nearest #" + (i + 1) + "<br>" + hover[r]), hovertemplate: "%{text}<extra></extra>",
+        marker: {size: 14, symbol: "triangle-up-open", color: "#2CA02C", line: {width: 2}}});
     }
     if (!q) return traces;
     const hits = q.retrieved.concat(q.reranked.filter((r) => !q.retrieved.includes(r)));

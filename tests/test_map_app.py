@@ -119,11 +119,18 @@ def test_colour_by_score_movement_columns_and_grade(indexed, tiny_reranker):
     assert data["colour"]["names"][4] == f"3 perfect ({chunks})" and "1 judged" in status  # chunk counts
 
 
-def test_find_in_the_map_marks_lexical_matches(indexed):
+def test_find_in_the_map_marks_lexical_matches_and_nearest_chunks(indexed):
     data, status, _ = drawn(indexed, find="Eiffel tower")
     texts = indexed.session.chunks.table["text"].str.lower()
     expected = [i for i, t in enumerate(texts) if re.search(r"\beiffel", t) and re.search(r"\btower", t)]
-    assert data["matches"] == expected and expected and f"{len(expected)} chunk(s) match" in status
+    assert data["matches"] == expected and expected and f"{len(expected)} chunk(s) hold its words" in status
+    # and its nearest chunks by the model: brute force over the index's vectors with the same query encoding
+    current = indexed.session.current
+    vector = current.embedder.encode_queries(["Eiffel tower"], "")[0]
+    assert data["near"] == np.argsort(-(indexed.session.vectors @ vector), kind="stable")[:10].tolist()
+    assert "its 10 nearest chunks by the model" in status
+    data, *_ = drawn(indexed, find="   ")
+    assert data["matches"] == [] and data["near"] == []
 
 
 def test_a_click_opens_the_chunk_and_find_similar_sets_the_query(indexed):

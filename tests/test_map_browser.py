@@ -185,10 +185,13 @@ def test_hover_click_lasso_box_colour_and_labels(page):
     assert sorted(page.evaluate(f"() => Array.from(document.querySelector('{PLOT}').data[0].selectedpoints)")) \
         == members
 
-    # find in the map: the chunks holding the words are marked
+    # find in the map: the chunks holding the words are marked, and the ones nearest to them by the model
     page.locator("#map-find textarea, #map-find input").first.fill("honey")
     page.locator("#map-find textarea, #map-find input").first.press("Enter")
-    page.locator("#map-status").get_by_text("chunk(s) match").wait_for(timeout=30_000)
+    page.locator("#map-status").get_by_text("chunk(s) hold its words").wait_for(timeout=30_000)
+    near = page.evaluate(f"() => document.querySelector('{PLOT}').data.filter((t) => t.name.startsWith('nearest'))"
+                         ".map((t) => t.x.length)")
+    assert near == [min(10, len(geo["x"]))]
     marked = page.evaluate(f"() => document.querySelector('{PLOT}').data.filter((t) => t.name.startsWith('matches'))"
                            ".map((t) => t.text.length)")
     texts = page.evaluate(f"() => document.querySelector('{PLOT}').data[0].text")
@@ -313,3 +316,44 @@ def test_two_spaces_side_by_side_link_their_selections(page, tiny_encoder):
     page.wait_for_function(f"() => document.querySelectorAll('#map-selection [role=row]').length === {len(in_b) + 1}",
                            timeout=20_000)
     assert page.dialogs == []
+
+
+def download(page, locator, path):
+    """Click ``locator`` (a download link, or a button that downloads) and save the file to ``path``."""
+    with page.expect_download(timeout=30_000) as got:
+        locator.click()
+    got.value.save_as(path)
+    return path
+
+
+def test_png_html_and_coordinate_exports_open(page, tmp_path):
+    """PNG (plotly in the page), standalone HTML (opened offline in Chromium, every request but file:// refused)
+    and the coordinates CSV (the very coordinates drawn)."""
+    import pandas as pd
+    from PIL import Image
+
+    page.locator("#load-sample").click()
+    page.locator("#corpus-summary").get_by_text("documents from").wait_for(timeout=60_000)
+    geo = build_and_map(page, "eiffel tower paris")
+    png = Image.open(download(page, page.locator("#map-png-btn"), tmp_path / "map.png"))
+    assert png.size == (2400, 1520) and len(set(png.convert("RGB").getdata())) > 50  # drawn, not blank
+
+    page.locator("#export-map-btn").click()
+    html = page.locator("#map-files a[download$='.html']").first
+    html.wait_for(timeout=60_000)
+    saved = download(page, html, tmp_path / "map.html")
+    coords = pd.read_csv(download(page, page.locator("#map-files a[download$='.csv']").first, tmp_path / "xy.csv"))
+    np.testing.assert_allclose(coords[["x", "y"]].to_numpy(), np.c_[geo["x"], geo["y"]], rtol=1e-6)
+
+    offline = page.context.new_page()
+    refused = []
+    offline.route("**/*", lambda route: route.continue_() if route.request.url.startswith("file:")
+                  else (refused.append(route.request.url), route.abort()))
+    errors = []
+    offline.on("pageerror", lambda e: errors.append(str(e)))
+    offline.goto(saved.as_uri())
+    offline.locator("#map.js-plotly-plot canvas").first.wait_for(timeout=30_000)
+    assert offline.evaluate("() => document.getElementById('map').data[0].x.length") == len(geo["x"])
+    assert "query" in offline.evaluate("() => document.getElementById('map').data.map((t) => t.name)")
+    assert offline.locator(".bx-cluster").count() > 0 and refused == [] and errors == []
+    offline.close()

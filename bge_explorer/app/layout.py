@@ -493,7 +493,8 @@ def _map_tab(page: Page) -> None:
                                       info="the indexes this session built with other models or chunkings")
                 compare_btn = gr.Button("Map side by side", elem_id="map-compare-btn")
             numbers = gr.HTML(elem_id="map-spaces-numbers")
-    files = gr.File(label="Map files", file_count="multiple", interactive=False, visible=False)
+    files = gr.File(label="Map files", file_count="multiple", interactive=False, visible=False,
+                    elem_id="map-files")
     note = gr.HTML()
     page.controls.color_by = color_by
     page.controls.map_inputs = [color_by, page.state, find]

@@ -34,6 +34,7 @@ MAP_JS = ROOT / "assets" / "map.js"
 COLOR_BY = ("document", "cluster", "retrieval score", "reranker movement", "grade", "file", "page", "title")
 COLUMNS = {"file": "source", "page": "page", "title": "title"}  # colour-by name -> chunk table column
 METADATA = "column: "  # colour-by names of the corpus's metadata columns: "column: <name>"
+NEAREST = 10  # "Find in the map" marks this many nearest chunks to the typed text, besides its lexical matches
 NUMERIC_VALUES = 12  # a metadata column of numbers with more distinct values than this is coloured on a scale
 GRADE_COLOURS = ("#8C564B", "#E6A532", "#5AAE61", "#1B7837")  # 0 irrelevant .. 3 perfect
 UNJUDGED = "unjudged"
@@ -215,6 +216,24 @@ def lexical_matches(texts: pd.Series, find: str) -> np.ndarray:
     return np.flatnonzero(hit)
 
 
+def semantic_matches(app: AppState, find: str, n: int = NEAREST) -> np.ndarray:
+    """The ``n`` chunks nearest to ``find`` as a query (the current model and the index's instruction), best
+    first; none for blank text, an index without an embedding model, or text over the query limit."""
+    current = app.session.current
+    find = (find or "").strip()
+    if not find or current is None or current.embedder is None:
+        return np.empty(0, dtype=np.int64)
+    instruction = resolve_instruction(app.ranking_config or app.session.config, current)
+    try:
+        app.session.limits.check_query(find, None, instruction)
+    except ExplorerError:
+        return np.empty(0, dtype=np.int64)
+    vector = np.asarray(current.embedder.encode_queries([find], instruction)[0], dtype=np.float32)
+    scores = np.asarray(app.session.vectors, dtype=np.float32) @ vector
+    top = np.argsort(-scores, kind="stable")[:n]
+    return top.astype(np.int64)
+
+
 def payload(app: AppState, key: str, proj: projection.Projection, color_by: str, find: str = "") -> tuple[dict, str]:
     """The page's map of the current index -> (payload, what the colours mean)."""
     table = app.session.chunks.table
@@ -227,7 +246,8 @@ def payload(app: AppState, key: str, proj: projection.Projection, color_by: str,
                                 title=f"{axis} of {len(table):,} chunk embeddings", query=_query(app, proj),
                                 labels={"coarse": points.label_payload(coarse), "fine": points.label_payload(fine)},
                                 cluster=points.encode_array(clusters, points.code_dtype(int(clusters.max()) + 1)),
-                                find=points.plain(find or "", 40), matches=[int(r) for r in matches], space="a")
+                                find=points.plain(find or "", 40), matches=[int(r) for r in matches],
+                                near=[int(r) for r in semantic_matches(app, find)], space="a")
     return data, note
 
 
@@ -236,7 +256,8 @@ def _status(app: AppState, proj: projection.Projection, data: dict, note: str, f
     extra = f" ({esc(proj.note)})" if proj.note else ""
     marks = (" Query: star, with lines to its retrieved top k (open circles) and reranked top n (red diamonds)."
              if app.current_ranking() is not None else " Search to see the query on the map.")
-    found = f" “{label(find)}”: {len(data['matches'])} chunk(s) match (orange squares)." if (find or "").strip() else ""
+    found = (f" “{label(find)}”: {len(data['matches'])} chunk(s) hold its words (orange squares), its "
+             f"{len(data['near'])} nearest chunks by the model (green triangles)." if (find or "").strip() else "")
     return (f"{kind} map of {data['n']:,} chunks{extra}, every chunk drawn ({points.bytes_per_point(data):.0f} bytes "
             f"per point sent); computed once, reused for every query.{marks}{note}{found} Click a point to read it; "
             "lasso or box select (toolbar) to list, grade, export or search the chunks inside.")

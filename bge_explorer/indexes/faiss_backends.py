@@ -73,7 +73,8 @@ class FaissIndex(VectorIndex):
         found = at < len(order)
         rows = order[np.minimum(at, len(order) - 1)] if len(order) else at
         if len(ids) and not (found.all() and (self._ids[rows] == ids).all()):
-            raise ConfigError("index", f"ids not in the {self.name} index: {ids[~found | (self._ids[rows] != ids)][:5]}")
+            unknown = ids[~found | (self._ids[rows] != ids)]
+            raise ConfigError("index", f"ids not in the {self.name} index: {unknown[:5].tolist()}")
         return self._index.reconstruct_batch(rows.astype(np.int64)) if len(ids) else np.empty((0, self.dim), np.float32)
 
     def nbytes(self) -> int:

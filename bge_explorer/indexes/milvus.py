@@ -136,8 +136,8 @@ class MilvusIndex(StoreIndex):
         ids = [int(i) for i in ids]
         got = {}
         for start in range(0, len(ids), INSERT_BATCH):
-            got.update((r["id"], r["vector"]) for r in self.client.get(self.collection, ids=ids[start:start + INSERT_BATCH],
-                                                                       output_fields=["vector"]))
+            rows = self.client.get(self.collection, ids=ids[start:start + INSERT_BATCH], output_fields=["vector"])
+            got.update((r["id"], r["vector"]) for r in rows)
         missing = [i for i in ids if i not in got]
         if missing:
             raise ConfigError("index", f"ids not in Milvus collection {self.collection!r}: {missing[:5]}")
