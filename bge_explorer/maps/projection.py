@@ -244,9 +244,8 @@ _warm_thread: threading.Thread | None = None
 
 
 def warm_up(background: bool = True) -> threading.Thread | None:
-    """Compile UMAP's numba code once per process with a tiny fit and transform, and pynndescent's (the
-    neighbours of maps past 4,096 chunks) with a tiny search: 15-30 s of CPU on 2 cores, paid at start instead
-    of on the first user's map."""
+    """Compile UMAP's numba code once per process with a tiny fit and transform (about 15-30 s of CPU
+    on 2 cores, paid at start instead of on the first user's map)."""
     global _warm_thread
 
     def work() -> None:
@@ -255,10 +254,6 @@ def warm_up(background: bool = True) -> threading.Thread | None:
             data = rng.normal(size=(64, 16)).astype(np.float32)
             data /= np.linalg.norm(data, axis=1, keepdims=True)
             fit_umap(data).transform(data[:2])
-            # past 4,096 points UMAP finds neighbours with pynndescent, which so small a fit does not call
-            from pynndescent import NNDescent
-
-            NNDescent(data, metric="cosine", n_neighbors=15, random_state=0).query(data[:2], k=15)
             log.info("UMAP warmed up")
         except Exception:  # warming is an optimisation only
             log.exception("UMAP warm-up failed")
