@@ -4,6 +4,7 @@ a store without identity asks for a confirmed model, nothing written."""
 from __future__ import annotations
 
 import json
+import os
 import types
 
 import gradio as gr
@@ -176,7 +177,10 @@ def test_grading_connected_results_feeds_the_experiment_and_downloads(shards_dir
     assert back.grades(query) == state.judgments.grades(query)
     status, table, _ = tab.experiment_connection(None, tab.experiment_template(state), "", state)
     assert "on 1 judged queries" in status and len(table) == 3
-    state.close()
+    workdir = state.workdir
+    assert os.path.isdir(workdir)
+    tab.drop(state)  # the tab's state expired: its files go (and its client is closed)
+    assert not os.path.exists(workdir)
 
 
 def test_app_map_of_the_connected_index(shards_dir, tiny_encoder):

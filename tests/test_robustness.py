@@ -141,8 +141,12 @@ def test_the_app_wires_ttl_cleanup_limits_and_a_shared_model_queue():
 
     demo = layout.build_app()
     states = [b for b in demo.blocks.values() if isinstance(b, gr.State)]
-    assert states and all(s.delete_callback is app_state.drop and s.time_to_live == workspace.session_ttl_s()
-                          for s in states)
+    from bge_explorer.app import connect
+
+    # the page's states drop their AppState; the Connect tab's closes its client and removes its files
+    assert states and all(s.delete_callback in (app_state.drop, connect.drop)
+                          and s.time_to_live == workspace.session_ttl_s() for s in states)
+    assert sum(s.delete_callback is connect.drop for s in states) == 1
     assert demo.delete_cache is not None
     markdown = " ".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))
     assert "10,000 chunks" in markdown and "k up to 1,000" in markdown  # Limits.describe() is on the page
