@@ -19,7 +19,7 @@ from bge_explorer.models.loading import load_embedder, load_reranker
 from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.retrieval.pipeline import rerank
 from bge_explorer.retrieval.rerank import RerankCache
-from bge_explorer.scale.connect import connect, load_shards, search
+from bge_explorer.scale.connect import connect, load_shards, search, search_hits
 from conftest import write_parquet_index
 
 
@@ -88,9 +88,9 @@ def test_a_map_of_a_connected_index_samples_it_and_places_every_hit(shards_dir, 
     assert drawn.chunks.table["chunk_id"].tolist() == [by_id[i] for i in drawn.ids.tolist()]
 
     query = "cell protein gene"
-    ranking = search(connection, query, k=12)
+    ranking, hit_ids = search_hits(connection, query, k=12)
     rerank(ranking, load_reranker(tiny_reranker, precision="fp32"), 6, RerankCache())
-    marks = query_marks(connection, drawn, ranking, 12)
+    marks = query_marks(connection, drawn, ranking, hit_ids, 12)
     top = expected(session, ids, query, 12)
     assert marks.chunks["chunk_id"].iloc[marks.retrieved].tolist() == [by_id[i] for i in top]
     inside = [i for i in top if i in set(drawn.ids.tolist())]

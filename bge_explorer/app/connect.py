@@ -44,6 +44,7 @@ class Connected:
         self.connection, self.rerank_cache = connection, RerankCache()
         self.judgments = judgments if judgments is not None else JudgmentStore()
         self.ranking, self.k = None, 10
+        self.hit_ids: np.ndarray | None = None  # the store ids of the last ranking's rows
         self.selected: tuple[str, int] | None = None  # (table, row) the grade buttons act on
         self.workdir: str | None = None
         self.store_map: StoreMap | None = None  # the map of a sample of the store, fitted once per connection
@@ -150,7 +151,7 @@ def search_connection(query: str, k: float, reranker: str, top_n: float, current
     if current is None:
         raise fail(ExplorerError("Connect to an index first."))
     try:
-        ranking = engine.search(current.connection, query, k=int(k))
+        ranking, hit_ids = engine.search_hits(current.connection, query, k=int(k))
         if _reranks(reranker):
             from bge_explorer.models.loading import load_reranker
             from bge_explorer.retrieval.pipeline import rerank
@@ -158,7 +159,7 @@ def search_connection(query: str, k: float, reranker: str, top_n: float, current
             rerank(ranking, load_reranker(reranker), int(top_n), current.rerank_cache)
     except ExplorerError as exc:
         raise fail(exc) from None
-    current.ranking, current.k, current.selected = ranking, int(k), None
+    current.ranking, current.hit_ids, current.k, current.selected = ranking, hit_ids, int(k), None
     return current.tables()
 
 
@@ -253,7 +254,7 @@ def _store_payload(current: Connected) -> tuple[dict, str]:
     drawn, note = current.store_map, " Search to see the query and its hits on the map."
     coords, table, query = drawn.projection.coords, drawn.chunks.table, None
     if current.ranking is not None:
-        marks = query_marks(current.connection, drawn, current.ranking, current.k)
+        marks = query_marks(current.connection, drawn, current.ranking, current.hit_ids, current.k)
         coords, table = marks.coords, marks.chunks
         query = {"text": points.plain(current.ranking.query, points.HOVER_CHARS), "x": float(marks.xy[0]),
                  "y": float(marks.xy[1]), "retrieved": marks.retrieved, "reranked": marks.reranked}

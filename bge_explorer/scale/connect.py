@@ -109,6 +109,12 @@ def chunk_table(payload: pd.DataFrame, ids: np.ndarray) -> Chunks:
 def search(connection: Connection, query: str, *, k: int = 100, instruction: str | None = None) -> Ranking:
     """The store's top ``k`` (at most FETCH_LIMIT) for ``query`` as a dense :class:`Ranking` over the fetched chunks
     (rows 0..k'-1 in score order). ``instruction`` None: the store's (see :attr:`Connection.instruction`)."""
+    return search_hits(connection, query, k=k, instruction=instruction)[0]
+
+
+def search_hits(connection: Connection, query: str, *, k: int = 100,
+                instruction: str | None = None) -> tuple[Ranking, np.ndarray]:
+    """:func:`search`, with the store ids of the ranking's rows (k',) int64 (row i is the chunk of id i)."""
     if not query.strip():
         raise ExplorerError("Type a query.")
     instruction = connection.instruction if instruction is None else instruction
@@ -120,7 +126,7 @@ def search(connection: Connection, query: str, *, k: int = 100, instruction: str
     rows = np.arange(len(ids), dtype=np.int64)
     plan = Plan(("dense",), ("dense",), ("dense",), None, {}, tuple(connection.notes))
     return Ranking(query, instruction, chunks, rows, scores.astype(np.float64), {"dense": scores.astype(np.float32)},
-                   {"dense": rows + 1}, plan, query_vector=vector)
+                   {"dense": rows + 1}, plan, query_vector=vector), ids
 
 
 def load_shards(folder: str | Path, backend: str, *, uri: str, collection: str, batch: int = 10_000) -> VectorIndex:

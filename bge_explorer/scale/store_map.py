@@ -71,12 +71,13 @@ class QueryMarks:
     outside: int  # hits not in the sample, placed by the transform
 
 
-def query_marks(connection: Connection, store_map: StoreMap, ranking: Ranking, k: int) -> QueryMarks:
-    """Place ``ranking``'s query and its top ``k`` hits from the store on ``store_map``; the reranked top n
-    (when the ranking was reranked) are matched to those hits by chunk id."""
+def query_marks(connection: Connection, store_map: StoreMap, ranking: Ranking, hit_ids: np.ndarray,
+                k: int) -> QueryMarks:
+    """Place ``ranking``'s query and its top ``k`` hits on ``store_map``; ``hit_ids`` (k',) are the store ids of the
+    ranking's rows (:func:`~bge_explorer.scale.connect.search_hits`), so the store is not searched again."""
     index = connection.index
-    _, ids = index.search(np.asarray(ranking.query_vector, np.float32)[None, :], k)
-    ids = ids[0][ids[0] >= 0]
+    hit_ids = np.asarray(hit_ids, np.int64)
+    ids = hit_ids[:k]
     where = {int(i): row for row, i in enumerate(store_map.ids.tolist())}
     outside = np.array([i for i in ids.tolist() if i not in where], np.int64)
     table = store_map.chunks.table
@@ -88,10 +89,7 @@ def query_marks(connection: Connection, store_map: StoreMap, ranking: Ranking, k
         table = pd.concat([table, extra], ignore_index=True)
         coords = np.vstack([coords, store_map.projection.transform(index.vectors(outside))])
     retrieved = [where[int(i)] for i in ids]
-    by_chunk = dict(zip(table["chunk_id"].astype(str).iloc[retrieved], retrieved))
-    reranked = []
-    if ranking.rerank_logits is not None:
-        chunk_ids = ranking.chunks.table["chunk_id"].astype(str).to_numpy()
-        reranked = [by_chunk[c] for c in chunk_ids[ranking.final_rows()[:k]] if c in by_chunk]
+    reranked = ([where[int(i)] for i in hit_ids[ranking.final_rows()[:k]] if int(i) in where]
+                if ranking.rerank_logits is not None else [])
     xy = store_map.projection.transform(np.asarray(ranking.query_vector, np.float32)[None, :])[0]
     return QueryMarks(coords, table, xy, retrieved, reranked, len(outside))
