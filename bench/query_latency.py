@@ -1,13 +1,15 @@
-"""Query latency on the CPU: query -> retrieved top 100, and -> reranked top 20, fp32 and bf16.
+"""Query latency on the CPU: query -> retrieved top 100, and -> reranked top 20, per backend and precision.
 
-    python bench/query_latency.py [--queries 10] [--chunks 10000]
+    python bench/query_latency.py [--queries 10] [--chunks 10000] [--paths torch:fp32 torch:bf16 openvino:bf16]
 
 Retrieval: the real all-MiniLM-L6-v2 embeds each SciFact query; the index holds --chunks unit
 vectors (random: exact search costs the same whatever the values). Reranking: a cross-encoder of
 bge-reranker-base's architecture (XLM-RoBERTa base, random weights, real WordPiece vocabulary)
 rescores each query's BM25 top 20 of 2,000 SciFact abstracts (about 320 tokens each with the query),
 streamed as the app does (:func:`~bge_explorer.retrieval.pipeline.rerank_steps`, a fresh score cache per
-query): "first rows" is the time to the first reranked batch, "all" to the last. Prints p50 and p95 in ms.
+query): "first rows" is the time to the first reranked batch, "all" to the last. Prints p50 and p95 in ms for each
+``--paths`` entry (backend:precision, the embedder's and the cross-encoder's; OpenVINO converts on first load,
+untimed; int8 speed only: the guard measures embedders, not this random-weight cross-encoder).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from bge_explorer.models import random_models
 from bge_explorer.models.loading import load_embedder, load_reranker
 from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.indexes import build
-from bge_explorer.retrieval.pipeline import rerank_steps
+from bge_explorer.retrieval.pipeline import FIRST_RERANK_STEP, rerank_steps
 from bge_explorer.retrieval.rerank import RerankCache
 from bge_explorer.session import Session
 
@@ -46,6 +48,9 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=10_000)
     parser.add_argument("--top-n", type=int, default=20)
     parser.add_argument("--data", default=SCIFACT)
+    parser.add_argument("--paths", nargs="+", default=["torch:fp32", "torch:bf16", "openvino:bf16"],
+                        metavar="BACKEND:PRECISION")
+    parser.add_argument("--first", type=int, default=FIRST_RERANK_STEP, help="pairs in the first streamed batch")
     args = parser.parse_args()
 
     queries = [q["text"] for q in read_jsonl(os.path.join(args.data, "queries.jsonl"), args.queries)]
@@ -64,9 +69,10 @@ def main() -> None:
                                        size="xlm-roberta-base")
     print(f"{len(queries)} SciFact queries, {args.chunks:,} chunks, rerank the BM25 top {args.top_n} of 2,000 "
           "SciFact abstracts with an XLM-RoBERTa-base cross-encoder, streamed")
-    for precision in ("fp32", "bf16"):
-        embedder = load_embedder("all-MiniLM-L6-v2", precision=precision)
-        reranker = load_reranker(reranker_dir, precision=precision)
+    for path in args.paths:
+        backend, precision = path.split(":")
+        embedder = load_embedder("all-MiniLM-L6-v2", backend=backend, precision=precision)
+        reranker = load_reranker(reranker_dir, backend=backend, precision=precision)
         index.search(embedder.encode_queries(queries[:2]), 100)  # warm up
         reranker.score(queries[0], [d["text"] for d in docs[:2]])
         retrieval, first, total = [], [], []
@@ -76,11 +82,11 @@ def main() -> None:
             retrieval.append(time.perf_counter() - start)
             ranking = session.search(query, bm25)
             start = time.perf_counter()
-            for i, _ in enumerate(rerank_steps(ranking, reranker, args.top_n, RerankCache())):
+            for i, _ in enumerate(rerank_steps(ranking, reranker, args.top_n, RerankCache(), args.first)):
                 if i == 0:
                     first.append(time.perf_counter() - start)
             total.append(time.perf_counter() - start)
-        print(f"{precision}  retrieval top 100: {percentiles(retrieval)}   rerank top {args.top_n}, first rows: "
+        print(f"{path}  retrieval top 100: {percentiles(retrieval)}   rerank top {args.top_n}, first rows: "
               f"{percentiles(first)}   all: {percentiles(total)}", flush=True)
 
 

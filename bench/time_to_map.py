@@ -1,6 +1,7 @@
 """Time to map: from "build index" to a usable UMAP map, first map of the process included.
 
     python bench/time_to_map.py [--docs 500 2000] [--model all-MiniLM-L6-v2] [--warm-first]
+                                [--backend torch|openvino] [--precision auto]
 
 Each corpus size runs in a fresh process, as a user's first map would: the process starts UMAP's
 JIT warm-up in the background at start (as app.py does), loads the model, then the clock starts:
@@ -23,7 +24,7 @@ SCIFACT = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", 
 PEER_SECONDS = {500: (65, 74), 2000: (241, 306)}  # RAGxplorer, 500 docs (1,084 chunks), 2,000 docs (4,357)
 
 
-def one_run(docs: int, model: str, data: str, warm_first: bool) -> dict:
+def one_run(docs: int, model: str, data: str, warm_first: bool, backend: str, precision: str) -> dict:
     """Runs in its own process: returns the timings of one build -> map."""
     from bge_explorer.maps import projection
     from bge_explorer.data.corpus import load_corpus
@@ -34,7 +35,7 @@ def one_run(docs: int, model: str, data: str, warm_first: bool) -> dict:
     warming = projection.warm_up(background=True)
     if warm_first:
         warming.join()
-    embedder = load_embedder(model)
+    embedder = load_embedder(model, backend=backend, precision=precision)
     corpus = load_corpus([os.path.join(data, "corpus.jsonl")])
     corpus.documents = corpus.documents.iloc[:docs].reset_index(drop=True)
     session = Session()
@@ -49,7 +50,8 @@ def one_run(docs: int, model: str, data: str, warm_first: bool) -> dict:
     pca = time.perf_counter()
     umap_map = store.umap(key, session.vectors)
     done = time.perf_counter()
-    return dict(docs=docs, chunks=len(chunks), precision=embedder.precision, model_load=start - process_start,
+    return dict(docs=docs, chunks=len(chunks), precision=f"{embedder.backend} {embedder.precision}",
+                model_load=start - process_start,
                 embed=embedded - start, pca=pca - embedded, umap=done - embedded, total=done - start,
                 kind=umap_map.kind)
 
@@ -60,15 +62,18 @@ def main() -> None:
     parser.add_argument("--model", default="all-MiniLM-L6-v2")
     parser.add_argument("--data", default=SCIFACT)
     parser.add_argument("--warm-first", action="store_true", help="start the clock after UMAP's JIT warm-up")
+    parser.add_argument("--backend", default="torch")
+    parser.add_argument("--precision", default="auto")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: run one size in this process
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one_run(args.one, args.model, args.data, args.warm_first)))
+        print(json.dumps(one_run(args.one, args.model, args.data, args.warm_first, args.backend, args.precision)))
         return
     print(f"{'docs':>6}{'chunks':>8}{'embed s':>9}{'PCA after embed s':>19}{'UMAP after embed s':>20}"
           f"{'build->map s':>14}{'peer s':>10}{'peer/ours':>11}")
     for docs in args.docs:
-        command = [sys.executable, __file__, "--one", str(docs), "--model", args.model, "--data", args.data]
+        command = [sys.executable, __file__, "--one", str(docs), "--model", args.model, "--data", args.data,
+                   "--backend", args.backend, "--precision", args.precision]
         out = subprocess.run(command + ["--warm-first"] * args.warm_first, capture_output=True, text=True,
                              check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
