@@ -32,6 +32,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=settings.current().server_concurrency,
                         help="events without a model (corpus loading, map, exports) run at once per handler "
                              "(default 2); events that use a model share BGE_EXPLORER_MODEL_CONCURRENCY")
+    parser.add_argument("--backend", choices=("torch", "openvino"), default=None,
+                        help="how the app runs its models (default torch, or BGE_EXPLORER_BACKEND); openvino: the "
+                             "converted models of docs/cpu.md, cached on disk")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default=None,
+                        help="default auto (or BGE_EXPLORER_PRECISION): the fastest precision the quality guard allows "
+                             "on this CPU; int8 with --backend openvino only")
     parser.add_argument("--no-preload", action="store_true", help="do not load the default model at start")
     parser.add_argument("--no-warm-umap", action="store_true", help="do not compile UMAP's numba code at start")
     parser.add_argument("--demo-reranker", default=None, metavar="NAME_OR_PATH",
@@ -75,6 +81,17 @@ def launch_options(mcp: bool = False) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    for variable, value in (("BACKEND", args.backend), ("PRECISION", args.precision)):
+        if value:
+            os.environ[settings.PREFIX + variable] = value
+    from bge_explorer.errors import SettingsError
+    from bge_explorer.models.backends import deployment_route
+
+    try:
+        deployment_route()
+    except SettingsError as exc:
+        print(f"app.py: {exc}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("FlagEmbedding").setLevel(logging.WARNING)  # its fine-tuning runner logs every argument
     demo = create_app(preload=not args.no_preload, warm_umap=not args.no_warm_umap, demo_reranker=args.demo_reranker)

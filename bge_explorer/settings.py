@@ -119,6 +119,8 @@ class Settings:
     hub_token_for_visitors: bool = False  # BGE_EXPLORER_HUB_TOKEN_FOR_VISITORS=1: typed ids get HF_TOKEN too
     cache_dir: str = ""  # BGE_EXPLORER_CACHE_DIR; empty: $XDG_CACHE_HOME or ~/.cache, then /bge-explorer
     openvino: bool = True  # BGE_EXPLORER_OPENVINO=0 turns the OpenVINO backend off: auto then runs torch, saying so
+    backend: str = "torch"  # BGE_EXPLORER_BACKEND (app.py --backend): torch or openvino, for the app's models
+    precision: str = "auto"  # BGE_EXPLORER_PRECISION (app.py --precision): auto, fp32, bf16, int8 (openvino only)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -141,6 +143,8 @@ class Settings:
             hub_token_for_visitors=env.get(PREFIX + "HUB_TOKEN_FOR_VISITORS", "") == "1",
             cache_dir=env.get(PREFIX + "CACHE_DIR", ""),
             openvino=env.get(PREFIX + "OPENVINO", "1") != "0",
+            backend=env.get(PREFIX + "BACKEND", "") or d.backend,
+            precision=env.get(PREFIX + "PRECISION", "") or d.precision,
         )
 
     def with_(self, **changes) -> Settings:

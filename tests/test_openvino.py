@@ -212,6 +212,30 @@ def test_backend_and_precision_are_validated_and_come_from_the_cli(sample_corpus
     assert RetrievalConfig(model="bge-m3", modes=("hybrid",), precision="fp32").id == "db29f206ad58"
 
 
+def test_the_app_runs_its_models_on_the_deployments_route_and_says_which(tiny_encoder, tiny_reranker, monkeypatch):
+    from bge_explorer.app import evaluate, explorer
+    from bge_explorer.errors import SettingsError
+
+    monkeypatch.setenv("BGE_EXPLORER_BACKEND", "openvino")
+    monkeypatch.setenv("BGE_EXPLORER_PRECISION", "fp32")
+    *_, app = explorer.load_sample(None)
+    *_, app = explorer.build_index(tiny_encoder, chunking="none", state=app, progress=None)
+    embedder = app.session.embedder
+    assert (embedder.backend, embedder.precision) == ("openvino", "fp32")
+    assert "Runs on: openvino fp32 on the CPU" in explorer.loaded_model_html(app)
+    config = evaluate.make_config(tiny_encoder, "none", "", tiny_reranker, 5, 0)
+    assert (config.backend, config.precision) == ("openvino", "fp32")
+    assert load_reranker(tiny_reranker, backend=config.backend, precision=config.precision).backend == "openvino"
+
+    monkeypatch.setenv("BGE_EXPLORER_PRECISION", "int8")
+    monkeypatch.setenv("BGE_EXPLORER_BACKEND", "torch")
+    with pytest.raises(SettingsError, match="BGE_EXPLORER_PRECISION: int8 runs on the openvino backend only"):
+        backends.deployment_route()
+    monkeypatch.setenv("BGE_EXPLORER_BACKEND", "onnx")
+    with pytest.raises(SettingsError, match="BGE_EXPLORER_BACKEND: must be one of torch, openvino"):
+        backends.deployment_route()
+
+
 def test_the_guard_measures_a_path_against_torch_fp32_and_stores_it_for_auto(tiny_encoder, sample_corpus, tmp_path):
     from bge_explorer.data.qrels import load_beir
     from bge_explorer.evaluation import guard

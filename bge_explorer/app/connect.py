@@ -25,6 +25,7 @@ from bge_explorer.app.render import box, esc, fail, label
 from bge_explorer.app.workbench import parse_plan, results_figure, results_table
 from bge_explorer.data.judging import SCALES, JudgmentStore
 from bge_explorer.errors import ExplorerError
+from bge_explorer.models.backends import deployment_route
 from bge_explorer.retrieval.config import RetrievalConfig
 from bge_explorer.retrieval.rerank import RerankCache
 from bge_explorer.maps import points
@@ -113,7 +114,7 @@ def experiment_connection(files: Any, configs_yaml: str, baseline: str, current:
     try:
         judgments = read_judgments(files, current.judgments)
         plan = parse_plan(configs_yaml, baseline, RetrievalConfig(model=current.connection.embedder.spec.name,
-                                                                  chunk_size=None))
+                                                                  chunk_size=None, **deployment_route()))
         result = run_connected_experiment(
             current.connection, judgments, plan, rerank_cache=current.rerank_cache, n_resamples=5_000,
             progress=lambda stage, done, total: progress(done / max(total, 1), desc=f"{stage} {done}/{total}"))
@@ -156,7 +157,7 @@ def search_connection(query: str, k: float, reranker: str, top_n: float, current
             from bge_explorer.models.loading import load_reranker
             from bge_explorer.retrieval.pipeline import rerank
 
-            rerank(ranking, load_reranker(reranker), int(top_n), current.rerank_cache)
+            rerank(ranking, load_reranker(reranker, **deployment_route()), int(top_n), current.rerank_cache)
     except ExplorerError as exc:
         raise fail(exc) from None
     current.ranking, current.hit_ids, current.k, current.selected = ranking, hit_ids, int(k), None

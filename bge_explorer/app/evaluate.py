@@ -27,6 +27,7 @@ from bge_explorer.errors import Cancelled, ExplorerError
 from bge_explorer.evaluation.evaluate import EvaluationResult, evaluate as evaluate_config
 from bge_explorer.evaluation.significance import KEY_METRICS, ABResult, run_ab
 from bge_explorer.exports import write_csv
+from bge_explorer.models.backends import deployment_route
 from bge_explorer.models.catalog import DEFAULT_MODEL
 from bge_explorer.models.loading import load_embedder_with_fallback
 from bge_explorer.retrieval import modes as registry
@@ -75,7 +76,8 @@ def make_config(model: str, instruction_mode: str, instruction: str, reranker: s
     return RetrievalConfig(model=model, instruction=text, reranker=reranker, top_n=top_n, chunk_size=size,
                            overlap=min(DEFAULT_OVERLAP, size // 4) if size else DEFAULT_OVERLAP, modes=modes,
                            fusion=fusion if fusion in (AUTO, *FUSIONS) else AUTO,
-                           weights={m: w for m, w in weight_map.items() if modes == (HYBRID,) or m in modes})
+                           weights={m: w for m, w in weight_map.items() if modes == (HYBRID,) or m in modes},
+                           **deployment_route())
 
 
 def summary_table(result: EvaluationResult) -> pd.DataFrame:
@@ -226,7 +228,8 @@ def _with_fallback(config: RetrievalConfig) -> RetrievalConfig:
     """The default model, or the packaged offline one when it cannot be had (said in a toast)."""
     if config.model != DEFAULT_MODEL or not config.needs_model:
         return config
-    embedder, notice = load_embedder_with_fallback(DEFAULT_MODEL, precision=config.precision)
+    embedder, notice = load_embedder_with_fallback(DEFAULT_MODEL, backend=config.backend,
+                                                  precision=config.precision)
     if notice:
         gr.Warning(label(notice), title="Offline fallback")
     return config.with_(model=embedder.spec.name)

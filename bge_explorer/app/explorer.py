@@ -27,6 +27,7 @@ from bge_explorer.app.state import AppState
 from bge_explorer.data.chunking import DEFAULT_OVERLAP, DEFAULT_SIZE
 from bge_explorer.errors import Cancelled, ConfigError, ExplorerError, LimitError
 from bge_explorer.exports import chunk_table, results_table, write_csv
+from bge_explorer.models.backends import deployment_route
 from bge_explorer.models.catalog import CATALOG, DEFAULT_MODEL
 from bge_explorer.models.loading import load_embedder, load_embedder_with_fallback
 from bge_explorer.retrieval import modes as registry
@@ -159,7 +160,7 @@ def model_info(model: str) -> str:
 def _load_model(model: str, pooling: str, model_class: str):
     name = (model or "").strip() or DEFAULT_MODEL
     settings.current().limits.check_field(name, "the model")
-    options = {}
+    options = deployment_route()
     if pooling and pooling != "auto":
         options["pooling"] = pooling
     if model_class and model_class != "auto":
@@ -177,7 +178,7 @@ def loaded_model_html(app: AppState) -> str:
     instruction = f"“{esc(spec.instruction)}”" if spec.instruction else "none"
     body = (f"Loaded: <b>{label(spec.name)}</b> from {label(spec.source)} — dimension {embedder.dim}, pooling "
             f"{spec.pooling}, max length {spec.max_length}, {esc(embedder.device)} / {esc(embedder.precision)}. "
-            f"Default query instruction: {instruction}.")
+            f"Default query instruction: {instruction}.<br>Runs on: {label(embedder.path_note)}.")
     if app.notice:
         return box("warn", f"<b>Offline fallback.</b> {label(app.notice)}<br>{body}")
     return box("ok", body)
@@ -679,7 +680,7 @@ def export_chunks(state: Any = None):
 def preload_default_model() -> str | None:
     """Load the default model once at start (offline: the packaged fallback); returns the fallback notice."""
     try:
-        return load_embedder_with_fallback(DEFAULT_MODEL)[1]
+        return load_embedder_with_fallback(DEFAULT_MODEL, **deployment_route())[1]
     except ExplorerError as exc:
         log.warning("default model not preloaded: %s", exc)
         return None

@@ -47,6 +47,19 @@ def check(backend: str, precision: str) -> None:
                                        "min cosine of 0.856 to fp32: unusable)")
 
 
+def deployment_route(config: settings.Settings | None = None) -> dict[str, str]:
+    """The backend and precision the app loads its models with (BGE_EXPLORER_BACKEND, BGE_EXPLORER_PRECISION;
+    ``app.py --backend/--precision``), as ``load_embedder`` / ``RetrievalConfig`` keyword arguments. SettingsError
+    naming the variable when they are unknown or do not go together."""
+    config = config or settings.current()
+    try:
+        check(config.backend, config.precision)
+    except ConfigError as exc:
+        variable = settings.PREFIX + exc.field.upper()
+        raise settings.SettingsError(f"{variable}: {exc.reason}") from None
+    return {"backend": config.backend, "precision": config.precision}
+
+
 @dataclasses.dataclass(frozen=True)
 class Route:
     """One way to run a model: ``backend`` at ``precision`` (resolved, never auto), and ``note``: which path runs
