@@ -1,5 +1,5 @@
 """The layout keeps its layers: no import cycles (function-level imports included), the engine never imports the
-app or the CLI, and the CLI runs without Gradio."""
+app or the CLI, only the app imports Gradio, and the CLI runs without it."""
 from __future__ import annotations
 
 import ast
@@ -84,6 +84,20 @@ def test_no_import_cycles():
 def test_the_engine_imports_neither_the_app_nor_the_cli():
     bad = [(m, t) for m, targets in import_graph().items() for t in targets
            if m != "bge_explorer" and layer(m) == "engine" and layer(t) in FACES]
+    assert bad == []
+
+
+def test_only_the_app_imports_gradio():
+    """The engine and the CLI work without the UI: no import of gradio anywhere in their bodies (function-level
+    imports included)."""
+    bad = []
+    for name, path in modules().items():
+        if layer(name) == "app":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            bad += [(name, n) for n in names if n.split(".")[0] == "gradio"]
     assert bad == []
 
 
