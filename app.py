@@ -24,6 +24,9 @@ CSS_PATH = ROOT / "assets" / "style.css"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    from bge_explorer.models.backends import BACKENDS
+    from bge_explorer.models.devices import PRECISIONS
+
     parser = argparse.ArgumentParser(description="BGE Explorer web app")
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
                         help="interface to listen on (default 0.0.0.0, or GRADIO_SERVER_NAME)")
@@ -32,10 +35,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=settings.current().server_concurrency,
                         help="events without a model (corpus loading, map, exports) run at once per handler "
                              "(default 2); events that use a model share BGE_EXPLORER_MODEL_CONCURRENCY")
-    parser.add_argument("--backend", choices=("torch", "openvino"), default=None,
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
                         help="how the app runs its models (default torch, or BGE_EXPLORER_BACKEND); openvino: the "
                              "converted models of docs/cpu.md, cached on disk")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default=None,
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="default auto (or BGE_EXPLORER_PRECISION): the fastest precision the quality guard allows "
                              "on this CPU; int8 with --backend openvino only")
     parser.add_argument("--no-preload", action="store_true", help="do not load the default model at start")

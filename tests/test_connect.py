@@ -145,6 +145,31 @@ def test_app_connect_tab_handlers(shards_dir, tiny_encoder, tiny_reranker, tmp_p
     state.connection.index.close()
 
 
+def test_a_connection_runs_its_model_on_the_chosen_backend(shards_dir, tiny_encoder, tiny_reranker, tmp_path,
+                                                           monkeypatch, capsys):
+    """The app's deployment route (BGE_EXPLORER_BACKEND) and the CLI's --backend reach the connection's embedder and
+    the reranker; OpenVINO fp32 finds the same hits as torch."""
+    pytest.importorskip("openvino")
+    from bge_explorer.app.connect import open_connection
+
+    folder, session, ids = shards_dir
+    monkeypatch.setenv("BGE_EXPLORER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("BGE_EXPLORER_BACKEND", "openvino")
+    monkeypatch.setenv("BGE_EXPLORER_PRECISION", "fp32")
+    status, state = open_connection("parquet", "", "", str(folder), "", False, None)
+    embedder = state.connection.embedder
+    assert (embedder.backend, embedder.precision) == ("openvino", "fp32")
+    query = "cell protein gene"
+    hits = state.connection.index.search(embedder.encode_queries([query])[0][None], 10)[1][0]
+    assert [int(i) for i in hits] == expected(session, ids, query, 10)
+    state.connection.index.close()
+
+    assert main(["connect", "--index", "parquet", "--path", str(folder), "--backend", "openvino", "--precision",
+                 "fp32", "--reranker", tiny_reranker, "--top-n", "3", "--k", "5", "--format", "json", query]) == 0
+    out = capsys.readouterr()
+    assert len(json.loads(out.out)) == 3 and "openvino fp32" in out.err
+
+
 def test_grading_connected_results_feeds_the_experiment_and_downloads(shards_dir, tiny_encoder, tiny_reranker):
     """Judging in place on a connected index: select a row, grade it, the next unjudged is selected; the grades
     show in both tables, survive a reconnect, download as a BEIR zip that reads back, and are the experiment's

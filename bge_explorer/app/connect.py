@@ -135,8 +135,10 @@ def open_connection(backend: str, uri: str, collection: str, path: str, model: s
     if settings.current().public:
         raise fail(ExplorerError("Connecting to an index is off on a public deployment."))
     try:
+        route = deployment_route()
         connection = engine.connect(backend, uri=uri.strip() or None, collection=collection.strip() or None,
-                                    path=path.strip() or None, model=model.strip() or None, confirm_model=confirm)
+                                    path=path.strip() or None, model=model.strip() or None, confirm_model=confirm,
+                                    precision=route["precision"], model_backend=route["backend"])
     except ExplorerError as exc:
         return box("error", esc(str(exc))), current
     judgments = current.judgments if current is not None else None  # grades outlive a change of index

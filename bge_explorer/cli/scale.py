@@ -10,6 +10,7 @@ import pandas as pd
 
 from bge_explorer.cli.options import config_from_args, resolve_default_model
 from bge_explorer.errors import ExplorerError
+from bge_explorer.models.backends import BACKENDS, DEFAULT_BACKEND
 from bge_explorer.models.devices import PRECISIONS
 
 
@@ -61,7 +62,8 @@ def cmd_connect(args: argparse.Namespace) -> None:
         from bge_explorer.retrieval.pipeline import rerank
         from bge_explorer.retrieval.rerank import RerankCache
 
-        rerank(ranking, load_reranker(args.reranker), args.top_n, RerankCache())
+        rerank(ranking, load_reranker(args.reranker, backend=args.backend or DEFAULT_BACKEND,
+                                      precision=args.precision or "auto"), args.top_n, RerankCache())
         table = ranking.reranked()
         columns = ["rerank_rank", "rank", "movement", "rerank_logit", "rerank_score", "score", "doc_id", "chunk",
                    "text"]
@@ -81,8 +83,10 @@ def _connect(args: argparse.Namespace):
     from bge_explorer.scale.connect import connect
 
     connection = connect(args.index, uri=args.uri, collection=args.collection, path=args.path, model=args.model,
-                         confirm_model=args.confirm_model, precision=args.precision or "auto")
+                         confirm_model=args.confirm_model, precision=args.precision or "auto",
+                         model_backend=args.backend or DEFAULT_BACKEND)
     print(connection.describe(), file=sys.stderr)
+    print(f"model: {connection.embedder.path_note}", file=sys.stderr)  # which backend and precision run, and why
     for note in connection.notes:
         print(f"note: {note}", file=sys.stderr)
     return connection
@@ -113,7 +117,7 @@ def cmd_experiment_index(args: argparse.Namespace) -> None:
     connection = _connect(args)
     try:
         base = RetrievalConfig(model=connection.embedder.spec.name, chunk_size=None,
-                               precision=args.precision or "auto")
+                               backend=args.backend or DEFAULT_BACKEND, precision=args.precision or "auto")
         plan = ExperimentPlan.load(args.configs, base=base)
         if args.baseline:
             plan.baseline = args.baseline
@@ -134,6 +138,8 @@ def _connect_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model to query with (default: the one stored with the index)")
     parser.add_argument("--confirm-model", action="store_true",
                         help="use --model for a store that has no model identity metadata")
+    parser.add_argument("--backend", choices=BACKENDS, help="what runs the model and the reranker: torch (default) "
+                                                          "or openvino (docs/cpu.md)")
     parser.add_argument("--precision", choices=PRECISIONS)
 
 

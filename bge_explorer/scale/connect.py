@@ -20,6 +20,7 @@ from bge_explorer import indexes
 from bge_explorer.data.chunking import CHUNK_COLUMNS, Chunks
 from bge_explorer.errors import ConfigError, ExplorerError
 from bge_explorer.indexes.base import ModelIdentity, VectorIndex
+from bge_explorer.models.backends import DEFAULT_BACKEND
 from bge_explorer.models.embedders import Embedder
 from bge_explorer.retrieval.planner import Plan
 from bge_explorer.retrieval.results import Ranking
@@ -63,9 +64,11 @@ def _options(backend: str, uri: str | None, collection: str | None, path: str | 
 
 def connect(backend: str, *, uri: str | None = None, collection: str | None = None, path: str | None = None,
             model: str | None = None, confirm_model: bool = False, precision: str = "auto",  # auto: the stored one
-            pooling: str | None = None, model_class: str | None = None) -> Connection:
-    """Open a store read-only and the model to query it with (see the module docstring). Raises ConfigError naming
-    ``model`` for a mismatched or unconfirmed model, ``index``/``uri``/``collection``/``path`` for the store."""
+            pooling: str | None = None, model_class: str | None = None,
+            model_backend: str = DEFAULT_BACKEND) -> Connection:
+    """Open a store read-only and the model to query it with (see the module docstring); ``model_backend`` (torch
+    or openvino) runs that model. Raises ConfigError naming ``model`` for a mismatched or unconfirmed model,
+    ``index``/``uri``/``collection``/``path`` for the store."""
     from bge_explorer.models.loading import load_embedder
 
     options, where = _options(backend, uri, collection, path)
@@ -78,7 +81,7 @@ def connect(backend: str, *, uri: str | None = None, collection: str | None = No
     name = model or stored.model
     if precision == "auto" and stored is not None and stored.precision in ("fp32", "bf16"):
         precision = stored.precision  # queries in the precision the index was embedded in
-    embedder = load_embedder(name, precision=precision, pooling=pooling or (stored.pooling if stored else None),
+    embedder = load_embedder(name, backend=model_backend, precision=precision, pooling=pooling or (stored.pooling if stored else None),
                              model_class=model_class)
     chosen = ModelIdentity.of(embedder)
     try:
